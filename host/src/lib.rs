@@ -1,0 +1,1 @@
+//! pcitrack: the agent library.
