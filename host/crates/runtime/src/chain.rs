@@ -1,0 +1,524 @@
+//! Chains of policies per kind, with the contract's fallbacks.
+//!
+//! Within a kind, policies run in order (policy files by file name, then the embedded
+//! default); for each device the first verdict that is not "abstain" wins, and when every
+//! policy abstains the built-in rule applies. A failed call (trap, timeout, memory, error
+//! value, garbage) never fails the chain: a matcher or tagger's devices keep that policy's
+//! last verdict (or are not assignable if it never gave one); a cleanup candidate is kept.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
+
+use crate::contract::{self, cleanup, matcher, tagger, wit};
+use crate::error::CallError;
+use crate::load::PolicyKind;
+use crate::policy::{Policy, Remembered};
+
+/// Most tags one device may carry, and longest tag key or value: a policy that answers
+/// with more is broken or hostile, and its answer is refused as garbage.
+const MAX_TAGS: usize = 256;
+const MAX_TAG_TEXT: usize = 4096;
+const MAX_REASON: usize = 4096;
+
+/// The name the built-in fallback rules decide under.
+pub const BUILT_IN: &str = "built-in";
+
+/// Whether a device is assignable, with which tags, and who decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    /// The device.
+    pub address: PciAddress,
+    /// True when the device may be handed out.
+    pub assignable: bool,
+    /// Its tags, in the order the deciding policy gave them (empty when not assignable).
+    pub tags: Vec<(String, String)>,
+    /// The pooling value of `remote_managed` (not a tag): true when the tag
+    /// `remote_managed` reads as true the way Nova reads it.
+    pub remote_managed: bool,
+    /// The policy whose verdict decided (a tagger's name when a tagger retagged or
+    /// rejected), or `built-in`.
+    pub decided_by: String,
+    /// Why it is not assignable, or which failure forced a fallback.
+    pub reason: Option<String>,
+}
+
+/// A tracked device the cleanup chain is asked about, with what it needs to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupCandidate {
+    /// Address.
+    pub address: PciAddress,
+    /// Vendor id.
+    pub vendor_id: u16,
+    /// Product id.
+    pub product_id: u16,
+    /// Type.
+    pub dev_type: DevType,
+    /// Tracker status.
+    pub status: DeviceStatus,
+    /// The owning instance, if any.
+    pub owner: Option<String>,
+    /// Its PF, for a VF.
+    pub parent_addr: Option<PciAddress>,
+    /// Still reported and assigned by the matchers.
+    pub reported: bool,
+    /// Consecutive syncs it has been missing.
+    pub missing_syncs: u32,
+}
+
+/// What to do with a cleanup candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CleanupVerdict {
+    /// Delete it.
+    Delete,
+    /// Keep it, for this reason.
+    Keep(String),
+}
+
+/// A cleanup verdict and who gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupOutcome {
+    /// The device.
+    pub address: PciAddress,
+    /// Delete or keep.
+    pub verdict: CleanupVerdict,
+    /// The deciding policy, or `built-in`.
+    pub decided_by: String,
+}
+
+/// The effective chains: everything an evaluation needs, immutable. The agent swaps whole
+/// sets on reload; evaluations in flight keep the set they started with.
+#[derive(Debug, Default, Clone)]
+pub struct PolicySet {
+    matchers: Vec<Arc<Policy>>,
+    taggers: Vec<Arc<Policy>>,
+    cleanups: Vec<Arc<Policy>>,
+}
+
+/// A failed call, logged once with the policy's name.
+fn report_failure(policy: &Policy, error: &CallError) {
+    tracing::warn!(policy = policy.name(), kind = %policy.kind(), %error, "policy call failed; falling back");
+}
+
+impl PolicySet {
+    /// A set from policies in chain order; each goes to its kind's chain.
+    pub fn new(policies: impl IntoIterator<Item = Arc<Policy>>) -> Self {
+        let mut set = PolicySet::default();
+        for p in policies {
+            match p.kind() {
+                PolicyKind::Matcher => set.matchers.push(p),
+                PolicyKind::Tagger => set.taggers.push(p),
+                PolicyKind::Cleanup => set.cleanups.push(p),
+            }
+        }
+        set
+    }
+
+    /// The chain of one kind, in order.
+    pub fn chain(&self, kind: PolicyKind) -> &[Arc<Policy>] {
+        match kind {
+            PolicyKind::Matcher => &self.matchers,
+            PolicyKind::Tagger => &self.taggers,
+            PolicyKind::Cleanup => &self.cleanups,
+        }
+    }
+
+    /// Runs the matcher chain and then the tagger chain over `devices` (sorted by address),
+    /// returning one assessment per device, in order.
+    pub fn assess(&self, devices: &[Device]) -> Vec<Assessment> {
+        let inventory = contract::inventory(devices);
+        let mut out: Vec<Option<Assessment>> = vec![None; devices.len()];
+        let mut pending: Vec<u32> = (0..devices.len() as u32).collect();
+        for policy in &self.matchers {
+            if pending.is_empty() {
+                break;
+            }
+            let verdicts = match policy
+                .call_matcher(&inventory, &pending)
+                .and_then(|v| check_matcher(&v, pending.len()))
+            {
+                Ok(v) => remember(policy, &policy.last_match, devices, &pending, v),
+                Err(e) => {
+                    report_failure(policy, &e);
+                    recall(&policy.last_match, devices, &pending, &e)
+                }
+            };
+            pending = decide(policy.name(), devices, &pending, verdicts, &mut out);
+        }
+        for &i in &pending {
+            out[i as usize] = Some(Assessment {
+                address: devices[i as usize].address,
+                assignable: false,
+                tags: Vec::new(),
+                remote_managed: false,
+                decided_by: BUILT_IN.into(),
+                reason: Some(
+                    "no matcher assigned it (with no [pci] device_spec nothing is assignable)"
+                        .into(),
+                ),
+            });
+        }
+        let mut out: Vec<Assessment> = out
+            .into_iter()
+            .map(|a| a.expect("every device decided"))
+            .collect();
+        self.run_taggers(devices, &inventory, &mut out);
+        for a in &mut out {
+            a.remote_managed = a.assignable
+                && a.tags
+                    .iter()
+                    .any(|(k, v)| k == "remote_managed" && truthy(v));
+        }
+        out
+    }
+
+    fn run_taggers(&self, devices: &[Device], inventory: &wit::Inventory, out: &mut [Assessment]) {
+        let mut pending: Vec<u32> = (0..out.len() as u32)
+            .filter(|&i| out[i as usize].assignable)
+            .collect();
+        for policy in &self.taggers {
+            if pending.is_empty() {
+                break;
+            }
+            let candidates: Vec<tagger::Candidate> = pending
+                .iter()
+                .map(|&i| tagger::Candidate {
+                    device: i,
+                    tags: out[i as usize]
+                        .tags
+                        .iter()
+                        .map(|(k, v)| wit::Tag {
+                            key: k.clone(),
+                            value: v.clone(),
+                        })
+                        .collect(),
+                })
+                .collect();
+            let verdicts = match policy
+                .call_tagger(inventory, &candidates)
+                .and_then(|v| check_tagger(&v, pending.len()))
+            {
+                Ok(v) => remember(policy, &policy.last_tag, devices, &pending, v),
+                Err(e) => {
+                    report_failure(policy, &e);
+                    recall(&policy.last_tag, devices, &pending, &e)
+                }
+            };
+            let mut still = Vec::with_capacity(pending.len());
+            for (&i, verdict) in pending.iter().zip(verdicts) {
+                let a = &mut out[i as usize];
+                match verdict {
+                    Remembered::Abstain => still.push(i),
+                    Remembered::Assign(tags) => {
+                        a.tags = tags;
+                        a.decided_by = policy.name().to_string();
+                    }
+                    Remembered::Reject(reason) => {
+                        a.assignable = false;
+                        a.tags.clear();
+                        a.reason = Some(reason);
+                        a.decided_by = policy.name().to_string();
+                    }
+                }
+            }
+            pending = still;
+        }
+    }
+
+    /// Runs the cleanup chain over `candidates` (indices into `tracked`, which must be sorted
+    /// by address). Claimed or allocated devices are kept whatever a policy says.
+    pub fn cleanup(
+        &self,
+        tracked: &[CleanupCandidate],
+        candidates: &[usize],
+    ) -> Vec<CleanupOutcome> {
+        let wit_tracked: Vec<wit::TrackedDevice> = tracked
+            .iter()
+            .map(|t| wit::TrackedDevice {
+                address: t.address.into(),
+                vendor_id: t.vendor_id,
+                product_id: t.product_id,
+                kind: t.dev_type.into(),
+                status: t.status.into(),
+                owner: t.owner.clone(),
+                parent: t.parent_addr.map(Into::into),
+                reported: t.reported,
+                missing_syncs: t.missing_syncs,
+            })
+            .collect();
+        let mut out: Vec<Option<CleanupOutcome>> = vec![None; candidates.len()];
+        let mut pending: Vec<usize> = (0..candidates.len()).collect();
+        for policy in &self.cleanups {
+            if pending.is_empty() {
+                break;
+            }
+            let indices: Vec<u32> = pending.iter().map(|&p| candidates[p] as u32).collect();
+            let result = policy
+                .call_cleanup(&wit_tracked, &indices)
+                .and_then(|v| check_cleanup(v, indices.len()));
+            let mut still = Vec::new();
+            match result {
+                Ok(verdicts) => {
+                    for (&p, v) in pending.iter().zip(verdicts) {
+                        match v {
+                            None => still.push(p),
+                            Some(verdict) => {
+                                out[p] = Some(CleanupOutcome {
+                                    address: tracked[candidates[p]].address,
+                                    verdict,
+                                    decided_by: policy.name().into(),
+                                })
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    report_failure(policy, &e);
+                    for &p in &pending {
+                        out[p] = Some(CleanupOutcome {
+                            address: tracked[candidates[p]].address,
+                            verdict: CleanupVerdict::Keep(format!(
+                                "cleanup policy {} failed: {e}",
+                                policy.name()
+                            )),
+                            decided_by: policy.name().into(),
+                        });
+                    }
+                }
+            }
+            pending = still;
+        }
+        for p in pending {
+            let t = &tracked[candidates[p]];
+            out[p] = Some(CleanupOutcome {
+                address: t.address,
+                verdict: built_in_cleanup(t),
+                decided_by: BUILT_IN.into(),
+            });
+        }
+        out.into_iter()
+            .zip(candidates)
+            .map(|(o, &c)| {
+                let mut o = o.expect("every candidate decided");
+                let t = &tracked[c];
+                if o.verdict == CleanupVerdict::Delete && t.status.is_in_use() {
+                    o.verdict = CleanupVerdict::Keep(format!(
+                        "{} is {}: a claimed or allocated device is never deleted (policy {} asked to)",
+                        t.address, t.status, o.decided_by
+                    ));
+                }
+                o
+            })
+            .collect()
+    }
+}
+
+/// The rule when every cleanup policy abstains: Nova's since 2022.
+fn built_in_cleanup(t: &CleanupCandidate) -> CleanupVerdict {
+    let deletable = t.owner.is_none()
+        && matches!(
+            t.status,
+            DeviceStatus::Available | DeviceStatus::Unavailable | DeviceStatus::Unclaimable
+        );
+    if deletable {
+        CleanupVerdict::Delete
+    } else {
+        CleanupVerdict::Keep(format!("{} with owner {:?}", t.status, t.owner))
+    }
+}
+
+/// oslo's non-strict `bool_from_string`, which Nova uses for `remote_managed`.
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes" | "on" | "y" | "t"
+    )
+}
+
+fn check_tags(sets: &[Vec<wit::Tag>]) -> Result<(), CallError> {
+    for set in sets {
+        if set.len() > MAX_TAGS {
+            return Err(CallError::Garbage(format!(
+                "a tag set of {} tags (at most {MAX_TAGS})",
+                set.len()
+            )));
+        }
+        if let Some(t) = set
+            .iter()
+            .find(|t| t.key.len() > MAX_TAG_TEXT || t.value.len() > MAX_TAG_TEXT)
+        {
+            return Err(CallError::Garbage(format!(
+                "a tag of {} bytes (at most {MAX_TAG_TEXT})",
+                t.key.len().max(t.value.len())
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_count(got: usize, expected: usize) -> Result<(), CallError> {
+    if got != expected {
+        return Err(CallError::Garbage(format!(
+            "{got} verdicts for {expected} devices"
+        )));
+    }
+    Ok(())
+}
+
+fn check_index(i: u32, len: usize, what: &str) -> Result<(), CallError> {
+    if i as usize >= len {
+        return Err(CallError::Garbage(format!(
+            "{what} index {i} out of range (there are {len})"
+        )));
+    }
+    Ok(())
+}
+
+fn check_reasons(reasons: &[String]) -> Result<(), CallError> {
+    match reasons.iter().find(|r| r.len() > MAX_REASON) {
+        Some(r) => Err(CallError::Garbage(format!(
+            "a reason of {} bytes (at most {MAX_REASON})",
+            r.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn pairs(set: &[wit::Tag]) -> Vec<(String, String)> {
+    set.iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect()
+}
+
+fn check_matcher(v: &matcher::Verdicts, expected: usize) -> Result<Vec<Remembered>, CallError> {
+    check_count(v.per_device.len(), expected)?;
+    check_tags(&v.tag_sets)?;
+    check_reasons(&v.reasons)?;
+    v.per_device
+        .iter()
+        .map(|d| {
+            Ok(match d {
+                matcher::Verdict::Abstain => Remembered::Abstain,
+                matcher::Verdict::Assign(i) => {
+                    check_index(*i, v.tag_sets.len(), "tag set")?;
+                    Remembered::Assign(pairs(&v.tag_sets[*i as usize]))
+                }
+                matcher::Verdict::Reject(i) => {
+                    check_index(*i, v.reasons.len(), "reason")?;
+                    Remembered::Reject(v.reasons[*i as usize].clone())
+                }
+            })
+        })
+        .collect()
+}
+
+fn check_tagger(v: &tagger::Verdicts, expected: usize) -> Result<Vec<Remembered>, CallError> {
+    check_count(v.per_device.len(), expected)?;
+    check_tags(&v.tag_sets)?;
+    check_reasons(&v.reasons)?;
+    v.per_device
+        .iter()
+        .map(|d| {
+            Ok(match d {
+                tagger::Verdict::Abstain => Remembered::Abstain,
+                tagger::Verdict::Retag(i) => {
+                    check_index(*i, v.tag_sets.len(), "tag set")?;
+                    Remembered::Assign(pairs(&v.tag_sets[*i as usize]))
+                }
+                tagger::Verdict::Reject(i) => {
+                    check_index(*i, v.reasons.len(), "reason")?;
+                    Remembered::Reject(v.reasons[*i as usize].clone())
+                }
+            })
+        })
+        .collect()
+}
+
+fn check_cleanup(
+    v: cleanup::Verdicts,
+    expected: usize,
+) -> Result<Vec<Option<CleanupVerdict>>, CallError> {
+    check_count(v.per_device.len(), expected)?;
+    check_reasons(&v.reasons)?;
+    v.per_device
+        .iter()
+        .map(|d| {
+            Ok(match d {
+                cleanup::Verdict::Abstain => None,
+                cleanup::Verdict::Delete => Some(CleanupVerdict::Delete),
+                cleanup::Verdict::Keep(i) => {
+                    check_index(*i, v.reasons.len(), "reason")?;
+                    Some(CleanupVerdict::Keep(v.reasons[*i as usize].clone()))
+                }
+            })
+        })
+        .collect()
+}
+
+/// Records a successful call's verdicts as the devices' last ones.
+fn remember(
+    _policy: &Policy,
+    memory: &std::sync::Mutex<HashMap<PciAddress, Remembered>>,
+    devices: &[Device],
+    targets: &[u32],
+    verdicts: Vec<Remembered>,
+) -> Vec<Remembered> {
+    let mut memory = memory.lock().unwrap_or_else(|p| p.into_inner());
+    for (&i, v) in targets.iter().zip(&verdicts) {
+        memory.insert(devices[i as usize].address, v.clone());
+    }
+    verdicts
+}
+
+/// The verdicts to use when a call failed: each device's last one, or a rejection.
+fn recall(
+    memory: &std::sync::Mutex<HashMap<PciAddress, Remembered>>,
+    devices: &[Device],
+    targets: &[u32],
+    error: &CallError,
+) -> Vec<Remembered> {
+    let memory = memory.lock().unwrap_or_else(|p| p.into_inner());
+    targets
+        .iter()
+        .map(|&i| {
+            memory
+                .get(&devices[i as usize].address)
+                .cloned()
+                .unwrap_or_else(|| {
+                    Remembered::Reject(format!("policy failed and had no earlier verdict: {error}"))
+                })
+        })
+        .collect()
+}
+
+/// Applies one matcher's verdicts; returns the targets still undecided.
+fn decide(
+    policy: &str,
+    devices: &[Device],
+    targets: &[u32],
+    verdicts: Vec<Remembered>,
+    out: &mut [Option<Assessment>],
+) -> Vec<u32> {
+    let mut still = Vec::new();
+    for (&i, v) in targets.iter().zip(verdicts) {
+        let address = devices[i as usize].address;
+        let (assignable, tags, reason) = match v {
+            Remembered::Abstain => {
+                still.push(i);
+                continue;
+            }
+            Remembered::Assign(tags) => (true, tags, None),
+            Remembered::Reject(reason) => (false, Vec::new(), Some(reason)),
+        };
+        out[i as usize] = Some(Assessment {
+            address,
+            assignable,
+            tags,
+            remote_managed: false,
+            decided_by: policy.to_string(),
+            reason,
+        });
+    }
+    still
+}

@@ -1,0 +1,290 @@
+//! A loaded policy: validated, compiled, pre-linked and with its configuration accepted.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use pcitrack_model::PciAddress;
+use wasmtime::component::InstancePre;
+
+use crate::cache::ArtifactCache;
+use crate::contract::{cleanup, matcher, tagger, wit};
+use crate::engine::PolicyEngine;
+use crate::error::{CallError, LoadError};
+use crate::evaluate::{StoreState, linker, with_instance};
+use crate::load::{PolicyKind, check_header, classify};
+
+/// Where a policy came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyOrigin {
+    /// Compiled into the agent.
+    Embedded,
+    /// A file in the policies directory.
+    File(PathBuf),
+}
+
+impl fmt::Display for PolicyOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyOrigin::Embedded => f.write_str("embedded"),
+            PolicyOrigin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The typed entry points of the one interface a policy exports.
+enum Entry {
+    Matcher(matcher::GuestIndices),
+    Tagger(tagger::GuestIndices),
+    Cleanup(cleanup::GuestIndices),
+}
+
+/// A policy ready to evaluate. Immutable once built; share it behind an `Arc` and replace
+/// it whole on reload, so evaluations in flight finish on the version they started with.
+pub struct Policy {
+    name: Arc<str>,
+    kind: PolicyKind,
+    origin: PolicyOrigin,
+    info: wit::PolicyInfo,
+    config: String,
+    engine: PolicyEngine,
+    pre: InstancePre<StoreState>,
+    entry: Entry,
+    from_cache: bool,
+    load_time: std::time::Duration,
+    /// Each device's last verdict from this policy, for when a call fails: the contract
+    /// says the device then keeps its last verdict.
+    pub(crate) last_match: Mutex<HashMap<PciAddress, Remembered>>,
+    /// Same, for tagger verdicts.
+    pub(crate) last_tag: Mutex<HashMap<PciAddress, Remembered>>,
+}
+
+/// A verdict remembered across calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Remembered {
+    Abstain,
+    Assign(Vec<(String, String)>),
+    Reject(String),
+}
+
+impl Policy {
+    /// Validates, compiles (or loads from `cache`), pre-links, and starts the policy once
+    /// with `config` so that a configuration it refuses is refused now, not at the first
+    /// evaluation.
+    pub fn load(
+        engine: &PolicyEngine,
+        name: &str,
+        bytes: &[u8],
+        origin: PolicyOrigin,
+        config: &str,
+        cache: Option<&ArtifactCache>,
+    ) -> Result<Policy, LoadError> {
+        let started = Instant::now();
+        check_header(name, bytes)?;
+        let wt = engine.engine();
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            name: name.into(),
+            reason: format!("{e:#}"),
+        };
+        let (component, from_cache) = match cache {
+            Some(cache) => cache.load_or_compile(wt, bytes).map_err(invalid)?,
+            None => (
+                wasmtime::component::Component::new(wt, bytes).map_err(invalid)?,
+                false,
+            ),
+        };
+        let kind = classify(name, wt, &component)?;
+        let shape = |e: wasmtime::Error| LoadError::WrongShape {
+            name: name.into(),
+            kind: kind.as_str(),
+            reason: format!("{e:#}"),
+        };
+        let pre = linker(wt)
+            .and_then(|l| l.instantiate_pre(&component))
+            .map_err(shape)?;
+        let entry = match kind {
+            PolicyKind::Matcher => Entry::Matcher(matcher::GuestIndices::new(&pre).map_err(shape)?),
+            PolicyKind::Tagger => Entry::Tagger(tagger::GuestIndices::new(&pre).map_err(shape)?),
+            PolicyKind::Cleanup => Entry::Cleanup(cleanup::GuestIndices::new(&pre).map_err(shape)?),
+        };
+        let mut policy = Policy {
+            name: name.into(),
+            kind,
+            origin,
+            info: wit::PolicyInfo {
+                name: name.into(),
+                version: String::new(),
+                description: String::new(),
+            },
+            config: config.to_string(),
+            engine: engine.clone(),
+            pre,
+            entry,
+            from_cache,
+            load_time: std::time::Duration::ZERO,
+            last_match: Mutex::default(),
+            last_tag: Mutex::default(),
+        };
+        policy.info = policy.start().map_err(|e| match e {
+            CallError::Refused(reason) => LoadError::ConfigRefused {
+                name: name.into(),
+                reason,
+            },
+            source => LoadError::Start {
+                name: name.into(),
+                source,
+            },
+        })?;
+        policy.load_time = started.elapsed();
+        Ok(policy)
+    }
+
+    /// Runs `describe` and `init` in a throwaway instance.
+    fn start(&self) -> Result<wit::PolicyInfo, CallError> {
+        let config = self.config.as_str();
+        // The three arms differ only in the generated guest type.
+        macro_rules! describe_and_init {
+            ($ix:expr, $store:expr, $instance:expr) => {{
+                let g = $ix.load(&mut *$store, $instance)?;
+                let info = g.call_describe(&mut *$store)?;
+                Ok(g.call_init(&mut *$store, config)?.map(|()| info))
+            }};
+        }
+        let r = with_instance(
+            &self.pre,
+            self.engine.limits(),
+            &self.name,
+            |store, instance| match &self.entry {
+                Entry::Matcher(ix) => describe_and_init!(ix, store, instance),
+                Entry::Tagger(ix) => describe_and_init!(ix, store, instance),
+                Entry::Cleanup(ix) => describe_and_init!(ix, store, instance),
+            },
+        )?;
+        r.map_err(CallError::Refused)
+    }
+
+    /// The policy's name (its file stem, or the embedded default's name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> PolicyKind {
+        self.kind
+    }
+
+    /// Where it came from.
+    pub fn origin(&self) -> &PolicyOrigin {
+        &self.origin
+    }
+
+    /// What the policy says of itself: (name, version, description).
+    pub fn info(&self) -> (&str, &str, &str) {
+        (&self.info.name, &self.info.version, &self.info.description)
+    }
+
+    /// The configuration it was started with.
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+
+    /// Whether the compiled code came from the artifact cache.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
+    }
+
+    /// How long loading took (compile or cache load, pre-link, first init).
+    pub fn load_time(&self) -> std::time::Duration {
+        self.load_time
+    }
+
+    /// One matcher call: a fresh instance, `init`, `evaluate`.
+    pub(crate) fn call_matcher(
+        &self,
+        inventory: &wit::Inventory,
+        targets: &[u32],
+    ) -> Result<matcher::Verdicts, CallError> {
+        let Entry::Matcher(ix) = &self.entry else {
+            return Err(CallError::Garbage(format!(
+                "{} is not a matcher",
+                self.name
+            )));
+        };
+        let r = with_instance(
+            &self.pre,
+            self.engine.limits(),
+            &self.name,
+            |store, instance| {
+                let g = ix.load(&mut *store, instance)?;
+                if let Err(e) = g.call_init(&mut *store, &self.config)? {
+                    return Ok(Err(e));
+                }
+                g.call_evaluate(&mut *store, inventory, targets)
+            },
+        )?;
+        r.map_err(CallError::Refused)
+    }
+
+    /// One tagger call.
+    pub(crate) fn call_tagger(
+        &self,
+        inventory: &wit::Inventory,
+        candidates: &[tagger::Candidate],
+    ) -> Result<tagger::Verdicts, CallError> {
+        let Entry::Tagger(ix) = &self.entry else {
+            return Err(CallError::Garbage(format!("{} is not a tagger", self.name)));
+        };
+        let r = with_instance(
+            &self.pre,
+            self.engine.limits(),
+            &self.name,
+            |store, instance| {
+                let g = ix.load(&mut *store, instance)?;
+                if let Err(e) = g.call_init(&mut *store, &self.config)? {
+                    return Ok(Err(e));
+                }
+                g.call_evaluate(&mut *store, inventory, candidates)
+            },
+        )?;
+        r.map_err(CallError::Refused)
+    }
+
+    /// One cleanup call.
+    pub(crate) fn call_cleanup(
+        &self,
+        tracked: &[wit::TrackedDevice],
+        candidates: &[u32],
+    ) -> Result<cleanup::Verdicts, CallError> {
+        let Entry::Cleanup(ix) = &self.entry else {
+            return Err(CallError::Garbage(format!(
+                "{} is not a cleanup policy",
+                self.name
+            )));
+        };
+        let r = with_instance(
+            &self.pre,
+            self.engine.limits(),
+            &self.name,
+            |store, instance| {
+                let g = ix.load(&mut *store, instance)?;
+                if let Err(e) = g.call_init(&mut *store, &self.config)? {
+                    return Ok(Err(e));
+                }
+                g.call_evaluate(&mut *store, tracked, candidates)
+            },
+        )?;
+        r.map_err(CallError::Refused)
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
