@@ -1,0 +1,274 @@
+//! Hostile policies are refused at load or stopped at run time, and the runtime keeps
+//! answering afterwards (issue 2's "must show", and the start of the hostile corpus).
+
+use std::sync::Arc;
+
+use pcitrack_e2e::component_of_world;
+use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
+use pcitrack_runtime::{
+    CleanupCandidate, CleanupVerdict, EMBEDDED, Limits, LoadError, Policy, PolicyEngine,
+    PolicyKind, PolicyOrigin, PolicySet,
+};
+
+const HOSTILE: &str = env!("PCITRACK_TEST_HOSTILE");
+const CORE_MODULE: &str = env!("PCITRACK_TEST_CORE_MODULE");
+const WASI_READER: &str = env!("PCITRACK_TEST_WASI_READER");
+
+fn engine() -> PolicyEngine {
+    PolicyEngine::new(Limits::default()).unwrap()
+}
+
+fn load(
+    engine: &PolicyEngine,
+    name: &str,
+    bytes: &[u8],
+    config: &str,
+) -> Result<Policy, LoadError> {
+    Policy::load(engine, name, bytes, PolicyOrigin::Embedded, config, None)
+}
+
+fn devices() -> Vec<Device> {
+    (0..8u8)
+        .map(|f| {
+            Device::new(
+                PciAddress::new(0, 0x3b, 0, f).unwrap(),
+                0x8086,
+                0x154c,
+                DevType::Vf,
+            )
+        })
+        .collect()
+}
+
+/// A matcher known to behave, to check the runtime still answers after a hostile call.
+fn good_set(engine: &PolicyEngine) -> PolicySet {
+    let bytes = std::fs::read(HOSTILE).unwrap();
+    PolicySet::new([Arc::new(load(engine, "good", &bytes, "ok").unwrap())])
+}
+
+fn assert_still_answers(engine: &PolicyEngine) {
+    let out = good_set(engine).assess(&devices());
+    assert!(
+        out.iter()
+            .all(|a| a.assignable && a.tags == vec![("policy".into(), "hostile-ok".into())])
+    );
+}
+
+/// Loads the hostile matcher with `misdeed`, runs it, and returns the reason every device
+/// was given (all the same), checking that each device fell back to "not assignable".
+fn run_misdeed(engine: &PolicyEngine, misdeed: &str) -> String {
+    let bytes = std::fs::read(HOSTILE).unwrap();
+    let policy = load(engine, misdeed, &bytes, misdeed).unwrap();
+    let set = PolicySet::new([Arc::new(policy)]);
+    let out = set.assess(&devices());
+    assert_eq!(out.len(), 8);
+    for a in &out {
+        assert!(!a.assignable, "{misdeed}: {a:?}");
+        assert_eq!(a.decided_by, misdeed);
+    }
+    out[0].reason.clone().unwrap()
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_deadline() {
+    let engine = engine();
+    let reason = run_misdeed(&engine, "loop");
+    assert!(reason.contains("deadline"), "{reason}");
+    assert_still_answers(&engine);
+}
+
+#[test]
+fn an_endless_loop_in_init_is_refused_at_load() {
+    let engine = engine();
+    let bytes = std::fs::read(HOSTILE).unwrap();
+    let e = load(&engine, "loop-init", &bytes, "loop-init").unwrap_err();
+    assert!(matches!(e, LoadError::Start { .. }), "{e}");
+    assert!(e.to_string().contains("deadline"), "{e}");
+    assert_still_answers(&engine);
+}
+
+#[test]
+fn a_memory_bomb_hits_the_cap() {
+    let engine = engine();
+    let reason = run_misdeed(&engine, "memory");
+    assert!(reason.contains("policy failed"), "{reason}");
+    assert_still_answers(&engine);
+}
+
+#[test]
+fn a_panic_and_unreachable_trap_alone() {
+    let engine = engine();
+    for misdeed in ["panic", "unreachable"] {
+        let reason = run_misdeed(&engine, misdeed);
+        assert!(reason.contains("trapped"), "{misdeed}: {reason}");
+    }
+    assert_still_answers(&engine);
+}
+
+#[test]
+fn deep_recursion_overflows_the_wasm_stack_not_the_agents() {
+    let engine = engine();
+    let reason = run_misdeed(&engine, "recursion");
+    assert!(reason.contains("trapped"), "{reason}");
+    assert_still_answers(&engine);
+}
+
+#[test]
+fn huge_and_malformed_outputs_are_refused_as_garbage() {
+    let engine = engine();
+    for misdeed in ["million-tags", "huge-string", "extra-verdicts", "bad-index"] {
+        let reason = run_misdeed(&engine, misdeed);
+        assert!(
+            reason.contains("garbage") || reason.contains("failed"),
+            "{misdeed}: {reason}"
+        );
+    }
+    assert_still_answers(&engine);
+}
+
+#[test]
+fn a_policy_gets_a_fresh_instance_for_every_call() {
+    let engine = engine();
+    let bytes = std::fs::read(HOSTILE).unwrap();
+    let set = PolicySet::new([Arc::new(load(&engine, "flip", &bytes, "flip").unwrap())]);
+    let first = set.assess(&devices());
+    let second = set.assess(&devices());
+    assert_eq!(first, second, "state leaked from one call into the next");
+    assert!(first.iter().all(|a| a.assignable));
+}
+
+#[test]
+fn a_refused_configuration_is_reported_verbatim() {
+    let engine = engine();
+    let bytes = std::fs::read(HOSTILE).unwrap();
+    let e = load(&engine, "refuse", &bytes, "refuse").unwrap_err();
+    assert!(matches!(e, LoadError::ConfigRefused { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("refused: this config is wrong on purpose"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_component_importing_wasi_filesystem_is_refused_at_load() {
+    let engine = engine();
+    let bytes = std::fs::read(WASI_READER).unwrap();
+    let e = load(&engine, "wasi-reader", &bytes, "").unwrap_err();
+    let LoadError::ForbiddenImports { imports, .. } = &e else {
+        panic!("{e}")
+    };
+    assert!(imports.contains("wasi:filesystem"), "{imports}");
+    assert_still_answers(&engine);
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused() {
+    let engine = engine();
+    for garbage in [&b"#!/bin/sh\nrm -rf /\n"[..], b"", b"\0asm"] {
+        let e = load(&engine, "garbage", garbage, "").unwrap_err();
+        assert!(matches!(e, LoadError::NotWasm { .. }), "{e}");
+        assert!(
+            e.to_string().starts_with("garbage: not a WebAssembly file"),
+            "{e}"
+        );
+    }
+    let mut truncated = std::fs::read(HOSTILE).unwrap();
+    truncated.truncate(truncated.len() / 2);
+    let e = load(&engine, "half-written", &truncated, "").unwrap_err();
+    assert!(matches!(e, LoadError::Invalid { .. }), "{e}");
+}
+
+#[test]
+fn a_core_module_is_refused_with_how_to_make_a_component() {
+    let engine = engine();
+    let e = load(&engine, "core", &std::fs::read(CORE_MODULE).unwrap(), "").unwrap_err();
+    assert!(matches!(e, LoadError::CoreModule { .. }), "{e}");
+    assert!(e.to_string().contains("component new"), "{e}");
+}
+
+#[test]
+fn a_component_of_another_world_is_refused() {
+    let engine = engine();
+    let other = component_of_world(
+        "package acme:other; interface greeter { greet: func(name: string) -> string; } world w { export greeter; }",
+        "w",
+    );
+    let e = load(&engine, "other", &other, "").unwrap_err();
+    assert!(matches!(e, LoadError::NotAPolicy { .. }), "{e}");
+    assert!(e.to_string().contains("acme:other/greeter"), "{e}");
+}
+
+#[test]
+fn a_policy_of_another_contract_version_is_refused() {
+    let engine = engine();
+    let future = component_of_world(
+        "package pcitrack:policy@0.2.0;
+         interface cleanup { init: func(config: string) -> result<_, string>; }
+         world cleanup-policy { export cleanup; }",
+        "cleanup-policy",
+    );
+    let e = load(&engine, "future", &future, "").unwrap_err();
+    assert!(matches!(e, LoadError::WrongVersion { .. }), "{e}");
+    assert!(
+        e.to_string().contains("pcitrack:policy/cleanup@0.2.0"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_policy_whose_exports_have_the_wrong_types_is_refused() {
+    let engine = engine();
+    let wrong = component_of_world(
+        "package pcitrack:policy@0.1.0;
+         interface cleanup { init: func(config: u32) -> u32; }
+         world cleanup-policy { export cleanup; }",
+        "cleanup-policy",
+    );
+    let e = load(&engine, "wrong", &wrong, "").unwrap_err();
+    assert!(matches!(e, LoadError::WrongShape { .. }), "{e}");
+}
+
+#[test]
+fn a_flooding_logger_is_cut_and_the_call_still_counts() {
+    let engine = engine();
+    let bytes = std::fs::read(HOSTILE).unwrap();
+    let set = PolicySet::new([Arc::new(
+        load(&engine, "log-flood", &bytes, "log-flood").unwrap(),
+    )]);
+    // 10 000 lines of 60 kB each would be 600 MB of log; each is cut to 4 KiB, and the
+    // call either completes within its deadline or is stopped by it.
+    let out = set.assess(&devices());
+    assert_eq!(out.len(), 8);
+}
+
+/// Whatever a cleanup policy says, a claimed or allocated device is never deleted.
+#[test]
+fn no_cleanup_policy_can_delete_an_allocated_device() {
+    let engine = engine();
+    let delete_all = component_of_world("package acme:x; world w { }", "w");
+    // A component with no exports is not a policy at all...
+    assert!(load(&engine, "empty", &delete_all, "").is_err());
+    // ...so use the embedded cleanup in a chain and a candidate list that asks it about
+    // an allocated device with no owner recorded (as a corrupted row might look).
+    let embedded = EMBEDDED
+        .iter()
+        .find(|p| p.kind == PolicyKind::Cleanup)
+        .unwrap();
+    let set = PolicySet::new([Arc::new(
+        load(&engine, "cleanup", embedded.bytes, "").unwrap(),
+    )]);
+    let tracked = vec![CleanupCandidate {
+        address: PciAddress::new(0, 0x81, 0, 0).unwrap(),
+        vendor_id: 0x15b3,
+        product_id: 0x1017,
+        dev_type: DevType::Pf,
+        status: DeviceStatus::Allocated,
+        owner: None,
+        parent_addr: None,
+        reported: false,
+        missing_syncs: 3,
+    }];
+    let out = set.cleanup(&tracked, &[0]);
+    assert!(matches!(out[0].verdict, CleanupVerdict::Keep(_)), "{out:?}");
+}
