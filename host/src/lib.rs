@@ -1,1 +1,8 @@
-//! pcitrack: the agent library.
+//! pcitrack, the agent: configuration, the wiring between discovery, the policy runtime and
+//! the tracker, and the command-line interface. The rooms it wires live in `host/crates/`.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod pipeline;
+pub mod policies;

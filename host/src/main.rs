@@ -1,1 +1,35 @@
-fn main() {}
+//! The `pcitrack` binary: parse the command line, run, and turn errors into a message on
+//! stderr and a non-zero exit.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = pcitrack::cli::Cli::parse();
+    pcitrack::cli::init_logging(&cli);
+    match pcitrack::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pcitrack: error: {}", message(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the line already
+/// carries (library errors often include their source in their own message).
+fn message(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}

@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use pcitrack_wasm_build::{POLICY_TARGET, PolicyBuild, target_dir_from_out_dir};
 
 /// The embedded defaults: (package, file name in OUT_DIR).
-const DEFAULTS: &[(&str, &str)] = &[("pcitrack-policy-cleanup", "cleanup.wasm")];
+const DEFAULTS: &[(&str, &str)] = &[
+    ("pcitrack-policy-matcher", "matcher.wasm"),
+    ("pcitrack-policy-tagger", "tagger.wasm"),
+    ("pcitrack-policy-cleanup", "cleanup.wasm"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

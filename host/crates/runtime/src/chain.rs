@@ -233,7 +233,9 @@ impl PolicySet {
         tracked: &[CleanupCandidate],
         candidates: &[usize],
     ) -> Vec<CleanupOutcome> {
-        let wit_tracked: Vec<wit::TrackedDevice> = tracked
+        // Built only when a policy will read it: with no cleanup policy the built-in rule
+        // runs natively and needs no copy.
+        let wit_tracked: Vec<wit::TrackedDevice> = if self.cleanups.is_empty() { Vec::new() } else { tracked
             .iter()
             .map(|t| wit::TrackedDevice {
                 address: t.address.into(),
@@ -246,7 +248,7 @@ impl PolicySet {
                 reported: t.reported,
                 missing_syncs: t.missing_syncs,
             })
-            .collect();
+            .collect() };
         let mut out: Vec<Option<CleanupOutcome>> = vec![None; candidates.len()];
         let mut pending: Vec<usize> = (0..candidates.len()).collect();
         for policy in &self.cleanups {

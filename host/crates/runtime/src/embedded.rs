@@ -15,8 +15,20 @@ pub struct EmbeddedPolicy {
 }
 
 /// Every embedded default, one per kind that has one.
-pub static EMBEDDED: &[EmbeddedPolicy] = &[EmbeddedPolicy {
-    name: "cleanup",
-    kind: PolicyKind::Cleanup,
-    bytes: include_bytes!(concat!(env!("OUT_DIR"), "/cleanup.wasm")),
-}];
+pub static EMBEDDED: &[EmbeddedPolicy] = &[
+    EmbeddedPolicy {
+        name: "matcher",
+        kind: PolicyKind::Matcher,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/matcher.wasm")),
+    },
+    EmbeddedPolicy {
+        name: "tagger",
+        kind: PolicyKind::Tagger,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/tagger.wasm")),
+    },
+    EmbeddedPolicy {
+        name: "cleanup",
+        kind: PolicyKind::Cleanup,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/cleanup.wasm")),
+    },
+];

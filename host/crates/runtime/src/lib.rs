@@ -11,6 +11,7 @@
 mod cache;
 mod chain;
 mod contract;
+mod directory;
 mod embedded;
 mod engine;
 mod error;
@@ -20,6 +21,7 @@ mod policy;
 
 pub use cache::ArtifactCache;
 pub use chain::{Assessment, CleanupCandidate, CleanupOutcome, CleanupVerdict, PolicySet};
+pub use directory::{Loaded, load_policies, policy_files, policy_name};
 pub use embedded::{EMBEDDED, EmbeddedPolicy};
 pub use engine::{Limits, PolicyEngine};
 pub use error::{CallError, LoadError};

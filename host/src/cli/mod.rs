@@ -1,0 +1,99 @@
+//! The command line: argument parsing and output only. Every rule lives in the library
+//! crates; a command here reads its inputs, calls them, and prints.
+
+mod output;
+mod policy;
+mod policy_test;
+mod source;
+mod tracker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+pub use output::Format;
+
+/// pcitrack: keeps the inventory of a host's PCI devices (SR-IOV PFs and VFs, plain PCI
+/// devices) and hands them out to workloads, with its decisions made by sandboxed
+/// WebAssembly policies.
+#[derive(Debug, Parser)]
+#[command(name = "pcitrack", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML). Without one, every setting has its default.
+    #[arg(long, global = true, env = "PCITRACK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One pass: discover devices, evaluate the policies, reconcile the database; then exit.
+    Sync(tracker::SyncArgs),
+    /// List tracked devices.
+    Devices(tracker::DevicesArgs),
+    /// List the pools of free devices.
+    Pools(tracker::PoolsArgs),
+    /// Claim devices for an instance (all or nothing).
+    Claim(tracker::ClaimArgs),
+    /// Allocate the devices an instance claimed.
+    Allocate(tracker::InstanceArgs),
+    /// Free every device an instance holds.
+    Free(tracker::InstanceArgs),
+    /// Work with policies: check, list, evaluate, test, build.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+/// Sets up tracing on stderr; `RUST_LOG` filters (default `warn`, `info` for the daemon).
+pub fn init_logging(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cli.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Loads the configuration named on the command line, or the defaults.
+pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Config::load(p).context("loading the configuration"),
+        None => Ok(Config::default()),
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = load_config(cli.config.as_ref())?;
+    match cli.command {
+        Command::Sync(args) => tracker::sync(args, &config),
+        Command::Devices(args) => tracker::devices(args, &config),
+        Command::Pools(args) => tracker::pools(args, &config),
+        Command::Claim(args) => tracker::claim(args, &config),
+        Command::Allocate(args) => tracker::allocate(args, &config),
+        Command::Free(args) => tracker::free(args, &config),
+        Command::Policy(cmd) => policy::run(cmd, &config),
+    }
+}

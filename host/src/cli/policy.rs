@@ -1,0 +1,246 @@
+//! `pcitrack policy ...`: check, list, evaluate and build policies.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use pcitrack_runtime::{Policy, PolicyEngine, PolicyKind, PolicyOrigin, policy_name};
+use serde::Serialize;
+
+use super::output::{Format, table};
+use crate::config::Config;
+
+/// `pcitrack policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file: print its kind, contract version and description, or why it
+    /// is refused (non-zero exit).
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+    },
+    /// Show the effective chain of each kind: policy files, then the embedded defaults.
+    List {
+        /// Policies directory (default: the configuration's).
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Evaluate the matcher and tagger chains over devices and print each verdict.
+    Eval {
+        #[command(flatten)]
+        source: super::source::DeviceSource,
+        /// Policies directory added to the embedded defaults.
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Run policy test files (TOML or JSON: a config, devices or a sysfs tree, and the
+    /// expected verdicts); print a diff for each mismatch; non-zero exit if any fails.
+    Test {
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Policies directory added to the embedded defaults (overrides the test files').
+        #[arg(long, value_name = "DIR")]
+        policies: Option<PathBuf>,
+    },
+    /// Build a policy crate into a component (for `wasm32-unknown-unknown`, then wrapped with
+    /// wit-component), ready to drop into the policies directory.
+    Build {
+        /// The policy crate's directory (holding its Cargo.toml).
+        dir: PathBuf,
+        /// Where to write the component (default: `<package>.wasm` in the current directory).
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Runs a `policy` subcommand.
+pub fn run(cmd: PolicyCommand, config: &Config) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Check { file } => check(&file, config),
+        PolicyCommand::List { policies, format } => list(policies.as_deref(), config, format),
+        PolicyCommand::Eval {
+            source,
+            policies,
+            format,
+        } => eval(&source, policies.as_deref(), config, format),
+        PolicyCommand::Test { files, policies } => super::policy_test::run(&files, policies.as_deref(), config),
+        PolicyCommand::Build { dir, out } => build(&dir, out.as_deref()),
+    }
+}
+
+fn engine(config: &Config) -> anyhow::Result<PolicyEngine> {
+    PolicyEngine::new(config.limits()).map_err(anyhow::Error::msg)
+}
+
+fn check(file: &Path, config: &Config) -> anyhow::Result<ExitCode> {
+    let engine = engine(config)?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = policy_name(file);
+    let started = Instant::now();
+    match Policy::load(&engine, &name, &bytes, PolicyOrigin::File(file.into()), &config.policy_config(&name), None) {
+        Ok(p) => {
+            let (pname, version, description) = p.info();
+            println!("{}: ok", file.display());
+            println!("  kind:        {}", p.kind());
+            println!("  exports:     {}", p.kind().export_name());
+            println!("  policy:      {pname} {version}");
+            println!("  description: {description}");
+            println!("  size:        {} bytes", bytes.len());
+            println!("  load time:   {:.1} ms (compile, pre-link, init)", started.elapsed().as_secs_f64() * 1e3);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}: refused: {e}", file.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ChainEntry {
+    kind: &'static str,
+    position: usize,
+    name: String,
+    origin: String,
+    policy: String,
+    version: String,
+    description: String,
+}
+
+fn list(dir: Option<&Path>, config: &Config, format: Format) -> anyhow::Result<ExitCode> {
+    let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| config.policies_dir());
+    let policies = crate::policies::load(config, Some(&dir))?;
+    let mut entries = Vec::new();
+    for kind in PolicyKind::ALL {
+        for (i, p) in policies.loaded.set.chain(kind).iter().enumerate() {
+            let (pname, version, description) = p.info();
+            entries.push(ChainEntry {
+                kind: kind.as_str(),
+                position: i + 1,
+                name: p.name().into(),
+                origin: p.origin().to_string(),
+                policy: pname.into(),
+                version: version.into(),
+                description: description.into(),
+            });
+        }
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.kind.into(),
+                        e.position.to_string(),
+                        e.name.clone(),
+                        format!("{} {}", e.policy, e.version),
+                        e.origin.clone(),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["KIND", "#", "NAME", "POLICY", "FROM"], &rows));
+            for kind in PolicyKind::ALL {
+                if policies.loaded.set.chain(kind).is_empty() {
+                    println!("{kind}: no policy; the built-in rule applies");
+                }
+            }
+        }
+    }
+    for e in &policies.loaded.errors {
+        eprintln!("refused: {e}");
+    }
+    Ok(if policies.loaded.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[derive(Serialize)]
+struct EvalRow<'a> {
+    address: String,
+    assignable: bool,
+    tags: serde_json::Map<String, serde_json::Value>,
+    remote_managed: bool,
+    decided_by: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+fn eval(
+    source: &super::source::DeviceSource,
+    dir: Option<&Path>,
+    config: &Config,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let devices = super::source::read_devices(source, config)?;
+    let policies = crate::policies::load(config, dir)?;
+    if !policies.loaded.errors.is_empty() {
+        for e in &policies.loaded.errors {
+            eprintln!("pcitrack: {e}");
+        }
+        bail!("{} polic{} refused; nothing evaluated", policies.loaded.errors.len(), if policies.loaded.errors.len() == 1 { "y" } else { "ies" });
+    }
+    let assessments = policies.loaded.set.assess(&devices);
+    let rows: Vec<EvalRow> = assessments
+        .iter()
+        .map(|a| EvalRow {
+            address: a.address.to_string(),
+            assignable: a.assignable,
+            tags: a.tags.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect(),
+            remote_managed: a.remote_managed,
+            decided_by: &a.decided_by,
+            reason: a.reason.as_deref(),
+        })
+        .collect();
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let tags = r.tags.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",");
+                    vec![
+                        r.address.clone(),
+                        if r.assignable { "yes".into() } else { "no".into() },
+                        r.remote_managed.to_string(),
+                        r.decided_by.to_string(),
+                        if r.assignable { tags } else { r.reason.unwrap_or_default().to_string() },
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["ADDRESS", "ASSIGNABLE", "REMOTE_MANAGED", "DECIDED_BY", "TAGS / REASON"], &cells));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let parsed: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+    let Some(package) = parsed.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()) else {
+        bail!("{} has no [package] name", manifest.display());
+    };
+    let target_dir = dir.join("target");
+    let built = pcitrack_wasm_build::PolicyBuild {
+        manifest: manifest.clone(),
+        packages: vec![package.to_string()],
+        target_dir,
+        profile: "release".into(),
+        target: pcitrack_wasm_build::POLICY_TARGET.into(),
+    }
+    .run()?;
+    let component = &built[0].1;
+    let dest = out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(format!("{package}.wasm")));
+    std::fs::copy(component, &dest).with_context(|| format!("writing {}", dest.display()))?;
+    println!("{}", dest.display());
+    Ok(ExitCode::SUCCESS)
+}
