@@ -129,30 +129,43 @@ impl Config {
             return dir.clone();
         }
         let is_root = std::env::var_os("USER").is_some_and(|u| u == "root")
-            || std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+            || std::fs::metadata("/proc/self")
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+                .unwrap_or(false);
         if is_root {
             return PathBuf::from("/var/lib/pcitrack");
         }
         if let Some(xdg) = std::env::var_os("XDG_STATE_HOME") {
             return PathBuf::from(xdg).join("pcitrack");
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         home.join(".local/state/pcitrack")
     }
 
     /// The sysfs root (default `/sys`).
     pub fn sysfs_root(&self) -> PathBuf {
-        self.agent.sysfs_root.clone().unwrap_or_else(|| PathBuf::from("/sys"))
+        self.agent
+            .sysfs_root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/sys"))
     }
 
     /// The policies directory (default `<state_dir>/policies`).
     pub fn policies_dir(&self) -> PathBuf {
-        self.agent.policies_dir.clone().unwrap_or_else(|| self.state_dir().join("policies"))
+        self.agent
+            .policies_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir().join("policies"))
     }
 
     /// The database file (default `<state_dir>/pcitrack.db`).
     pub fn db(&self) -> PathBuf {
-        self.agent.db.clone().unwrap_or_else(|| self.state_dir().join("pcitrack.db"))
+        self.agent
+            .db
+            .clone()
+            .unwrap_or_else(|| self.state_dir().join("pcitrack.db"))
     }
 
     /// Where compiled policies are cached.
@@ -181,7 +194,10 @@ impl Config {
         object.insert("alias".into(), self.pci.alias.clone().into());
         if let Some(table) = self.policies.get(name) {
             for (k, v) in table {
-                object.insert(k.clone(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null));
+                object.insert(
+                    k.clone(),
+                    serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+                );
             }
         }
         serde_json::Value::Object(object).to_string()
@@ -218,7 +234,10 @@ missing_syncs = 3
     fn an_unknown_key_is_refused_with_its_name() {
         let e = Config::parse("[agent]\nsysfs_rot = '/sys'\n", Path::new("bad.toml")).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("bad.toml") && msg.contains("sysfs_rot"), "{msg}");
+        assert!(
+            msg.contains("bad.toml") && msg.contains("sysfs_rot"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 
 use pcitrack_model::Device;
 use pcitrack_runtime::{CleanupCandidate, CleanupVerdict, PolicySet};
-use pcitrack_tracker::{Assessed, CleanupDecision, CleanupPolicy, Store, SyncReport, Tracker, TrackedView, TrackerError};
+use pcitrack_tracker::{
+    Assessed, CleanupDecision, CleanupPolicy, Store, SyncReport, TrackedView, Tracker, TrackerError,
+};
 
 /// The runtime's cleanup chain, as the tracker sees it.
 pub struct RuntimeCleanup<'a>(pub &'a PolicySet);
@@ -32,7 +34,9 @@ impl CleanupPolicy for RuntimeCleanup<'_> {
             .into_iter()
             .map(|o| match o.verdict {
                 CleanupVerdict::Delete => CleanupDecision::Delete,
-                CleanupVerdict::Keep(reason) => CleanupDecision::Keep(format!("{reason} (policy {})", o.decided_by)),
+                CleanupVerdict::Keep(reason) => {
+                    CleanupDecision::Keep(format!("{reason} (policy {})", o.decided_by))
+                }
             })
             .collect()
     }
@@ -50,7 +54,7 @@ pub fn assess(set: &PolicySet, devices: &[Device]) -> Vec<Assessed> {
         .map(|(device, a)| Assessed {
             device,
             assignable: a.assignable,
-            tags: a.tags.into_iter().collect(),
+            tags: a.tags.iter().cloned().collect(),
             remote_managed: a.remote_managed,
             decided_by: a.decided_by,
         })
@@ -58,7 +62,11 @@ pub fn assess(set: &PolicySet, devices: &[Device]) -> Vec<Assessed> {
 }
 
 /// One reconcile pass: assess `devices` and bring the tracker in line with them.
-pub fn sync<S: Store>(tracker: &mut Tracker<S>, set: &PolicySet, devices: &[Device]) -> Result<SyncReport, TrackerError> {
+pub fn sync<S: Store>(
+    tracker: &mut Tracker<S>,
+    set: &PolicySet,
+    devices: &[Device],
+) -> Result<SyncReport, TrackerError> {
     let assessed = assess(set, devices);
     tracker.sync(&assessed, &RuntimeCleanup(set))
 }

@@ -23,7 +23,14 @@ pub fn load(config: &Config, dir: Option<&Path>) -> anyhow::Result<Policies> {
         .map_err(anyhow::Error::msg)
         .context("starting the policy engine")?;
     let cache_dir = config.cache_dir();
-    let cache = std::fs::create_dir_all(&cache_dir).ok().map(|()| ArtifactCache::new(cache_dir));
-    let loaded = load_policies(&engine, dir, &|name| config.policy_config(name), cache.as_ref());
+    let cache = std::fs::create_dir_all(&cache_dir)
+        .ok()
+        .map(|()| ArtifactCache::new(cache_dir));
+    let loaded = load_policies(
+        &engine,
+        dir,
+        &|name| config.policy_config(name),
+        cache.as_ref(),
+    );
     Ok(Policies { engine, loaded })
 }

@@ -50,7 +50,7 @@ fn assert_still_answers(engine: &PolicyEngine) {
     let out = good_set(engine).assess(&devices());
     assert!(
         out.iter()
-            .all(|a| a.assignable && a.tags == vec![("policy".into(), "hostile-ok".into())])
+            .all(|a| a.assignable && *a.tags == [("policy".to_string(), "hostile-ok".to_string())])
     );
 }
 

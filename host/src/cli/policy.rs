@@ -72,7 +72,9 @@ pub fn run(cmd: PolicyCommand, config: &Config) -> anyhow::Result<ExitCode> {
             policies,
             format,
         } => eval(&source, policies.as_deref(), config, format),
-        PolicyCommand::Test { files, policies } => super::policy_test::run(&files, policies.as_deref(), config),
+        PolicyCommand::Test { files, policies } => {
+            super::policy_test::run(&files, policies.as_deref(), config)
+        }
         PolicyCommand::Build { dir, out } => build(&dir, out.as_deref()),
     }
 }
@@ -86,7 +88,14 @@ fn check(file: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let name = policy_name(file);
     let started = Instant::now();
-    match Policy::load(&engine, &name, &bytes, PolicyOrigin::File(file.into()), &config.policy_config(&name), None) {
+    match Policy::load(
+        &engine,
+        &name,
+        &bytes,
+        PolicyOrigin::File(file.into()),
+        &config.policy_config(&name),
+        None,
+    ) {
         Ok(p) => {
             let (pname, version, description) = p.info();
             println!("{}: ok", file.display());
@@ -95,7 +104,10 @@ fn check(file: &Path, config: &Config) -> anyhow::Result<ExitCode> {
             println!("  policy:      {pname} {version}");
             println!("  description: {description}");
             println!("  size:        {} bytes", bytes.len());
-            println!("  load time:   {:.1} ms (compile, pre-link, init)", started.elapsed().as_secs_f64() * 1e3);
+            println!(
+                "  load time:   {:.1} ms (compile, pre-link, init)",
+                started.elapsed().as_secs_f64() * 1e3
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -117,7 +129,9 @@ struct ChainEntry {
 }
 
 fn list(dir: Option<&Path>, config: &Config, format: Format) -> anyhow::Result<ExitCode> {
-    let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| config.policies_dir());
+    let dir = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| config.policies_dir());
     let policies = crate::policies::load(config, Some(&dir))?;
     let mut entries = Vec::new();
     for kind in PolicyKind::ALL {
@@ -160,7 +174,11 @@ fn list(dir: Option<&Path>, config: &Config, format: Format) -> anyhow::Result<E
     for e in &policies.loaded.errors {
         eprintln!("refused: {e}");
     }
-    Ok(if policies.loaded.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if policies.loaded.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[derive(Serialize)]
@@ -186,7 +204,15 @@ fn eval(
         for e in &policies.loaded.errors {
             eprintln!("pcitrack: {e}");
         }
-        bail!("{} polic{} refused; nothing evaluated", policies.loaded.errors.len(), if policies.loaded.errors.len() == 1 { "y" } else { "ies" });
+        bail!(
+            "{} polic{} refused; nothing evaluated",
+            policies.loaded.errors.len(),
+            if policies.loaded.errors.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            }
+        );
     }
     let assessments = policies.loaded.set.assess(&devices);
     let rows: Vec<EvalRow> = assessments
@@ -194,7 +220,11 @@ fn eval(
         .map(|a| EvalRow {
             address: a.address.to_string(),
             assignable: a.assignable,
-            tags: a.tags.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect(),
+            tags: a
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
             remote_managed: a.remote_managed,
             decided_by: &a.decided_by,
             reason: a.reason.as_deref(),
@@ -206,17 +236,42 @@ fn eval(
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
-                    let tags = r.tags.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",");
+                    let tags = r
+                        .tags
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",");
                     vec![
                         r.address.clone(),
-                        if r.assignable { "yes".into() } else { "no".into() },
+                        if r.assignable {
+                            "yes".into()
+                        } else {
+                            "no".into()
+                        },
                         r.remote_managed.to_string(),
                         r.decided_by.to_string(),
-                        if r.assignable { tags } else { r.reason.unwrap_or_default().to_string() },
+                        if r.assignable {
+                            tags
+                        } else {
+                            r.reason.unwrap_or_default().to_string()
+                        },
                     ]
                 })
                 .collect();
-            print!("{}", table(&["ADDRESS", "ASSIGNABLE", "REMOTE_MANAGED", "DECIDED_BY", "TAGS / REASON"], &cells));
+            print!(
+                "{}",
+                table(
+                    &[
+                        "ADDRESS",
+                        "ASSIGNABLE",
+                        "REMOTE_MANAGED",
+                        "DECIDED_BY",
+                        "TAGS / REASON"
+                    ],
+                    &cells
+                )
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -224,9 +279,15 @@ fn eval(
 
 fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
-    let parsed: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-    let Some(package) = parsed.get("package").and_then(|p| p.get("name")).and_then(|n| n.as_str()) else {
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let parsed: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+    let Some(package) = parsed
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+    else {
         bail!("{} has no [package] name", manifest.display());
     };
     let target_dir = dir.join("target");
@@ -239,7 +300,9 @@ fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     .run()?;
     let component = &built[0].1;
-    let dest = out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(format!("{package}.wasm")));
+    let dest = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(format!("{package}.wasm")));
     std::fs::copy(component, &dest).with_context(|| format!("writing {}", dest.display()))?;
     println!("{}", dest.display());
     Ok(ExitCode::SUCCESS)

@@ -24,12 +24,16 @@ pub struct DeviceSource {
 pub fn read_devices(source: &DeviceSource, config: &Config) -> anyhow::Result<Vec<Device>> {
     let mut devices = match &source.devices {
         Some(file) => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
             serde_json::from_str::<Vec<Device>>(&text)
                 .with_context(|| format!("{} is not a JSON list of devices", file.display()))?
         }
         None => {
-            let root = source.sysfs_root.clone().unwrap_or_else(|| config.sysfs_root());
+            let root = source
+                .sysfs_root
+                .clone()
+                .unwrap_or_else(|| config.sysfs_root());
             scan(&root)?
         }
     };

@@ -33,7 +33,8 @@ impl DbArg {
 /// Opens (creating if needed) the database at `path`.
 pub fn open_tracker(path: &Path) -> anyhow::Result<Tracker<SqliteStore>> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     Tracker::open(path).with_context(|| format!("opening the database {}", path.display()))
 }
@@ -56,16 +57,25 @@ pub struct SyncArgs {
 /// Runs one discover, evaluate, reconcile pass.
 pub fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let devices = read_devices(&args.source, config)?;
-    let dir = args.policies.clone().unwrap_or_else(|| config.policies_dir());
+    let dir = args
+        .policies
+        .clone()
+        .unwrap_or_else(|| config.policies_dir());
     let policies = crate::policies::load(config, Some(&dir))?;
     for e in &policies.loaded.errors {
         eprintln!("pcitrack: policy refused, left out of the chain: {e}");
     }
-    if policies.loaded.errors.iter().any(|e| matches!(e, pcitrack_runtime::LoadError::ConfigRefused { .. })) {
+    if policies
+        .loaded
+        .errors
+        .iter()
+        .any(|e| matches!(e, pcitrack_runtime::LoadError::ConfigRefused { .. }))
+    {
         bail!("the configuration was refused by a policy; nothing was synced");
     }
     let mut tracker = args.db.open(config)?;
-    let report = crate::pipeline::sync(&mut tracker, &policies.loaded.set, &devices).context("sync")?;
+    let report =
+        crate::pipeline::sync(&mut tracker, &policies.loaded.set, &devices).context("sync")?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => {
@@ -163,11 +173,23 @@ pub fn devices(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCode> {
                         format!("{}:{}", r.vendor_id, r.product_id),
                         r.parent_addr.clone().unwrap_or_else(|| "-".into()),
                         r.instance_uuid.clone().unwrap_or_else(|| "-".into()),
-                        r.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                        r.tags
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(","),
                     ]
                 })
                 .collect();
-            print!("{}", table(&["ADDRESS", "STATUS", "TYPE", "IDS", "PARENT", "INSTANCE", "TAGS"], &cells));
+            print!(
+                "{}",
+                table(
+                    &[
+                        "ADDRESS", "STATUS", "TYPE", "IDS", "PARENT", "INSTANCE", "TAGS"
+                    ],
+                    &cells
+                )
+            );
             println!("{} devices", rows.len());
         }
     }
@@ -194,7 +216,12 @@ pub fn pools(args: PoolsArgs, config: &Config) -> anyhow::Result<ExitCode> {
             let cells: Vec<Vec<String>> = pools
                 .pools()
                 .iter()
-                .map(|p| vec![p.count.to_string(), serde_json::to_string(&p.key).unwrap_or_default()])
+                .map(|p| {
+                    vec![
+                        p.count.to_string(),
+                        serde_json::to_string(&p.key).unwrap_or_default(),
+                    ]
+                })
                 .collect();
             print!("{}", table(&["COUNT", "POOL"], &cells));
         }
@@ -242,7 +269,10 @@ pub fn claim(args: ClaimArgs, config: &Config) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&claimed)?),
         Format::Table => {
             for c in &claimed {
-                println!("claimed {} ({} {:04x}:{:04x}) for {}", c.address, c.dev_type, c.vendor_id, c.product_id, args.instance);
+                println!(
+                    "claimed {} ({} {:04x}:{:04x}) for {}",
+                    c.address, c.dev_type, c.vendor_id, c.product_id, args.instance
+                );
             }
         }
     }
@@ -267,11 +297,16 @@ pub fn allocate(args: InstanceArgs, config: &Config) -> anyhow::Result<ExitCode>
     let mut tracker = args.db.open(config)?;
     let allocated = tracker.allocate(&args.instance)?;
     if allocated.is_empty() {
-        bail!("instance {} has no claimed devices to allocate", args.instance);
+        bail!(
+            "instance {} has no claimed devices to allocate",
+            args.instance
+        );
     }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&allocated)?),
-        Format::Table => allocated.iter().for_each(|a| println!("allocated {a} to {}", args.instance)),
+        Format::Table => allocated
+            .iter()
+            .for_each(|a| println!("allocated {a} to {}", args.instance)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -284,7 +319,10 @@ pub fn free(args: InstanceArgs, config: &Config) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => {
             report.freed.iter().for_each(|a| println!("freed {a}"));
-            report.deleted.iter().for_each(|a| println!("deleted {a} (no longer reported)"));
+            report
+                .deleted
+                .iter()
+                .for_each(|a| println!("deleted {a} (no longer reported)"));
         }
     }
     Ok(ExitCode::SUCCESS)

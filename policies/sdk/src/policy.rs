@@ -24,12 +24,12 @@ pub trait Matcher: Sized + 'static {
 }
 
 /// A device a matcher found assignable, with its tags so far.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate<'a> {
     /// Index of the device in the inventory.
     pub device: u32,
-    /// Its tags.
-    pub tags: Vec<Tag>,
+    /// Its tags (shared with every other device that has the same set).
+    pub tags: &'a [Tag],
 }
 
 /// Adds or changes tags on assignable devices, or rejects them.
@@ -42,7 +42,7 @@ pub trait Tagger: Sized + 'static {
     fn evaluate(
         &self,
         inventory: &Inventory,
-        candidates: &[Candidate],
+        candidates: &[Candidate<'_>],
         out: &mut TagOutput,
     ) -> Result<(), String>;
 }

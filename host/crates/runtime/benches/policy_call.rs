@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pcitrack_model::{DevType, DeviceStatus, PciAddress};
-use pcitrack_runtime::{CleanupCandidate, EMBEDDED, Limits, Policy, PolicyEngine, PolicyKind, PolicyOrigin, PolicySet};
+use pcitrack_runtime::{
+    CleanupCandidate, EMBEDDED, Limits, Policy, PolicyEngine, PolicyKind, PolicyOrigin, PolicySet,
+};
 
 const BATCH: usize = 4096;
 const ROUNDS: usize = 61;
@@ -30,7 +32,8 @@ fn tracked() -> Vec<CleanupCandidate> {
         .map(|i| {
             let status = statuses[i % statuses.len()];
             CleanupCandidate {
-                address: PciAddress::new(0, (i / 256) as u8, ((i / 8) % 32) as u8, (i % 8) as u8).unwrap(),
+                address: PciAddress::new(0, (i / 256) as u8, ((i / 8) % 32) as u8, (i % 8) as u8)
+                    .unwrap(),
                 vendor_id: 0x8086,
                 product_id: 0x154c,
                 dev_type: DevType::Vf,
@@ -51,15 +54,30 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let engine = PolicyEngine::new(Limits::default()).unwrap();
-    let embedded = EMBEDDED.iter().find(|p| p.kind == PolicyKind::Cleanup).unwrap();
-    let policy = Policy::load(&engine, embedded.name, embedded.bytes, PolicyOrigin::Embedded, "", None).unwrap();
+    let embedded = EMBEDDED
+        .iter()
+        .find(|p| p.kind == PolicyKind::Cleanup)
+        .unwrap();
+    let policy = Policy::load(
+        &engine,
+        embedded.name,
+        embedded.bytes,
+        PolicyOrigin::Embedded,
+        "",
+        None,
+    )
+    .unwrap();
     let wasm = PolicySet::new([Arc::new(policy)]);
     let native = PolicySet::default();
     let tracked = tracked();
     let candidates: Vec<usize> = (0..BATCH).collect();
     // Both must agree before their speed means anything.
     assert_eq!(
-        wasm.cleanup(&tracked, &candidates).iter().map(|o| &o.verdict).collect::<Vec<_>>().len(),
+        wasm.cleanup(&tracked, &candidates)
+            .iter()
+            .map(|o| &o.verdict)
+            .collect::<Vec<_>>()
+            .len(),
         native.cleanup(&tracked, &candidates).len()
     );
     let (mut n, mut w) = (Vec::new(), Vec::new());
@@ -75,5 +93,8 @@ fn main() {
     println!("cleanup rule, batch of {BATCH}, median of {ROUNDS} alternating rounds:");
     println!("  native Rust:            {n:8.1} ns/device");
     println!("  WASM (fresh instance):  {w:8.1} ns/device");
-    println!("  ratio WASM/native:      {:8.2}x (target: at most 3x)", w / n);
+    println!(
+        "  ratio WASM/native:      {:8.2}x (target: at most 3x)",
+        w / n
+    );
 }

@@ -14,7 +14,8 @@ use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
 use crate::contract::{self, cleanup, matcher, tagger, wit};
 use crate::error::CallError;
 use crate::load::PolicyKind;
-use crate::policy::{Policy, Remembered};
+use crate::memory::{Remembered, Tags};
+use crate::policy::Policy;
 
 /// Most tags one device may carry, and longest tag key or value: a policy that answers
 /// with more is broken or hostile, and its answer is refused as garbage.
@@ -32,8 +33,9 @@ pub struct Assessment {
     pub address: PciAddress,
     /// True when the device may be handed out.
     pub assignable: bool,
-    /// Its tags, in the order the deciding policy gave them (empty when not assignable).
-    pub tags: Vec<(String, String)>,
+    /// Its tags, in the order the deciding policy gave them (empty when not assignable);
+    /// shared by every device that got the same set.
+    pub tags: Tags,
     /// The pooling value of `remote_managed` (not a tag): true when the tag
     /// `remote_managed` reads as true the way Nova reads it.
     pub remote_managed: bool,
@@ -134,23 +136,18 @@ impl PolicySet {
             if pending.is_empty() {
                 break;
             }
-            let verdicts = match policy
+            let result = policy
                 .call_matcher(&inventory, &pending)
-                .and_then(|v| check_matcher(&v, pending.len()))
-            {
-                Ok(v) => remember(policy, &policy.last_match, devices, &pending, v),
-                Err(e) => {
-                    report_failure(policy, &e);
-                    recall(&policy.last_match, devices, &pending, &e)
-                }
-            };
+                .and_then(|v| check_matcher(&v, pending.len()));
+            let verdicts = settle(policy, devices, &pending, result);
             pending = decide(policy.name(), devices, &pending, verdicts, &mut out);
         }
+        let no_tags: Tags = Arc::new([]);
         for &i in &pending {
             out[i as usize] = Some(Assessment {
                 address: devices[i as usize].address,
                 assignable: false,
-                tags: Vec::new(),
+                tags: no_tags.clone(),
                 remote_managed: false,
                 decided_by: BUILT_IN.into(),
                 reason: Some(
@@ -181,30 +178,40 @@ impl PolicySet {
             if pending.is_empty() {
                 break;
             }
+            // Devices share a handful of tag sets: send each once and point at it.
+            let mut sets: Vec<Tags> = Vec::new();
+            let mut set_of: HashMap<*const (String, String), u32> = HashMap::new();
             let candidates: Vec<tagger::Candidate> = pending
                 .iter()
-                .map(|&i| tagger::Candidate {
-                    device: i,
-                    tags: out[i as usize]
-                        .tags
-                        .iter()
+                .map(|&i| {
+                    let tags = &out[i as usize].tags;
+                    let index = *set_of
+                        .entry(Arc::as_ptr(tags) as *const (String, String))
+                        .or_insert_with(|| {
+                            sets.push(tags.clone());
+                            (sets.len() - 1) as u32
+                        });
+                    tagger::Candidate {
+                        device: i,
+                        tags: index,
+                    }
+                })
+                .collect();
+            let wit_sets: Vec<Vec<wit::Tag>> = sets
+                .iter()
+                .map(|set| {
+                    set.iter()
                         .map(|(k, v)| wit::Tag {
                             key: k.clone(),
                             value: v.clone(),
                         })
-                        .collect(),
+                        .collect()
                 })
                 .collect();
-            let verdicts = match policy
-                .call_tagger(inventory, &candidates)
-                .and_then(|v| check_tagger(&v, pending.len()))
-            {
-                Ok(v) => remember(policy, &policy.last_tag, devices, &pending, v),
-                Err(e) => {
-                    report_failure(policy, &e);
-                    recall(&policy.last_tag, devices, &pending, &e)
-                }
-            };
+            let result = policy
+                .call_tagger(inventory, &wit_sets, &candidates)
+                .and_then(|v| check_tagger(&v, pending.len()));
+            let verdicts = settle(policy, devices, &pending, result);
             let mut still = Vec::with_capacity(pending.len());
             for (&i, verdict) in pending.iter().zip(verdicts) {
                 let a = &mut out[i as usize];
@@ -216,8 +223,8 @@ impl PolicySet {
                     }
                     Remembered::Reject(reason) => {
                         a.assignable = false;
-                        a.tags.clear();
-                        a.reason = Some(reason);
+                        a.tags = Arc::new([]);
+                        a.reason = Some(reason.to_string());
                         a.decided_by = policy.name().to_string();
                     }
                 }
@@ -235,20 +242,24 @@ impl PolicySet {
     ) -> Vec<CleanupOutcome> {
         // Built only when a policy will read it: with no cleanup policy the built-in rule
         // runs natively and needs no copy.
-        let wit_tracked: Vec<wit::TrackedDevice> = if self.cleanups.is_empty() { Vec::new() } else { tracked
-            .iter()
-            .map(|t| wit::TrackedDevice {
-                address: t.address.into(),
-                vendor_id: t.vendor_id,
-                product_id: t.product_id,
-                kind: t.dev_type.into(),
-                status: t.status.into(),
-                owner: t.owner.clone(),
-                parent: t.parent_addr.map(Into::into),
-                reported: t.reported,
-                missing_syncs: t.missing_syncs,
-            })
-            .collect() };
+        let wit_tracked: Vec<wit::TrackedDevice> = if self.cleanups.is_empty() {
+            Vec::new()
+        } else {
+            tracked
+                .iter()
+                .map(|t| wit::TrackedDevice {
+                    address: t.address.into(),
+                    vendor_id: t.vendor_id,
+                    product_id: t.product_id,
+                    kind: t.dev_type.into(),
+                    status: t.status.into(),
+                    owner: t.owner.clone(),
+                    parent: t.parent_addr.map(Into::into),
+                    reported: t.reported,
+                    missing_syncs: t.missing_syncs,
+                })
+                .collect()
+        };
         let mut out: Vec<Option<CleanupOutcome>> = vec![None; candidates.len()];
         let mut pending: Vec<usize> = (0..candidates.len()).collect();
         for policy in &self.cleanups {
@@ -387,9 +398,14 @@ fn check_reasons(reasons: &[String]) -> Result<(), CallError> {
     }
 }
 
-fn pairs(set: &[wit::Tag]) -> Vec<(String, String)> {
-    set.iter()
-        .map(|t| (t.key.clone(), t.value.clone()))
+/// Converts a call's tag sets once; devices then share them.
+fn shared_sets(sets: &[Vec<wit::Tag>]) -> Vec<Tags> {
+    sets.iter()
+        .map(|set| {
+            set.iter()
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect()
+        })
         .collect()
 }
 
@@ -397,18 +413,20 @@ fn check_matcher(v: &matcher::Verdicts, expected: usize) -> Result<Vec<Remembere
     check_count(v.per_device.len(), expected)?;
     check_tags(&v.tag_sets)?;
     check_reasons(&v.reasons)?;
+    let sets = shared_sets(&v.tag_sets);
+    let reasons: Vec<Arc<str>> = v.reasons.iter().map(|r| Arc::from(r.as_str())).collect();
     v.per_device
         .iter()
         .map(|d| {
             Ok(match d {
                 matcher::Verdict::Abstain => Remembered::Abstain,
                 matcher::Verdict::Assign(i) => {
-                    check_index(*i, v.tag_sets.len(), "tag set")?;
-                    Remembered::Assign(pairs(&v.tag_sets[*i as usize]))
+                    check_index(*i, sets.len(), "tag set")?;
+                    Remembered::Assign(sets[*i as usize].clone())
                 }
                 matcher::Verdict::Reject(i) => {
-                    check_index(*i, v.reasons.len(), "reason")?;
-                    Remembered::Reject(v.reasons[*i as usize].clone())
+                    check_index(*i, reasons.len(), "reason")?;
+                    Remembered::Reject(reasons[*i as usize].clone())
                 }
             })
         })
@@ -419,18 +437,20 @@ fn check_tagger(v: &tagger::Verdicts, expected: usize) -> Result<Vec<Remembered>
     check_count(v.per_device.len(), expected)?;
     check_tags(&v.tag_sets)?;
     check_reasons(&v.reasons)?;
+    let sets = shared_sets(&v.tag_sets);
+    let reasons: Vec<Arc<str>> = v.reasons.iter().map(|r| Arc::from(r.as_str())).collect();
     v.per_device
         .iter()
         .map(|d| {
             Ok(match d {
                 tagger::Verdict::Abstain => Remembered::Abstain,
                 tagger::Verdict::Retag(i) => {
-                    check_index(*i, v.tag_sets.len(), "tag set")?;
-                    Remembered::Assign(pairs(&v.tag_sets[*i as usize]))
+                    check_index(*i, sets.len(), "tag set")?;
+                    Remembered::Assign(sets[*i as usize].clone())
                 }
                 tagger::Verdict::Reject(i) => {
-                    check_index(*i, v.reasons.len(), "reason")?;
-                    Remembered::Reject(v.reasons[*i as usize].clone())
+                    check_index(*i, reasons.len(), "reason")?;
+                    Remembered::Reject(reasons[*i as usize].clone())
                 }
             })
         })
@@ -458,40 +478,40 @@ fn check_cleanup(
         .collect()
 }
 
-/// Records a successful call's verdicts as the devices' last ones.
-fn remember(
-    _policy: &Policy,
-    memory: &std::sync::Mutex<HashMap<PciAddress, Remembered>>,
+/// The verdicts of a call: on success they become the devices' last ones; on failure each
+/// device gets its last one back, or a rejection when it never had one.
+fn settle(
+    policy: &Policy,
     devices: &[Device],
     targets: &[u32],
-    verdicts: Vec<Remembered>,
+    result: Result<Vec<Remembered>, CallError>,
 ) -> Vec<Remembered> {
-    let mut memory = memory.lock().unwrap_or_else(|p| p.into_inner());
-    for (&i, v) in targets.iter().zip(&verdicts) {
-        memory.insert(devices[i as usize].address, v.clone());
-    }
-    verdicts
-}
-
-/// The verdicts to use when a call failed: each device's last one, or a rejection.
-fn recall(
-    memory: &std::sync::Mutex<HashMap<PciAddress, Remembered>>,
-    devices: &[Device],
-    targets: &[u32],
-    error: &CallError,
-) -> Vec<Remembered> {
-    let memory = memory.lock().unwrap_or_else(|p| p.into_inner());
-    targets
-        .iter()
-        .map(|&i| {
-            memory
-                .get(&devices[i as usize].address)
-                .cloned()
-                .unwrap_or_else(|| {
-                    Remembered::Reject(format!("policy failed and had no earlier verdict: {error}"))
+    match result {
+        Ok(verdicts) => {
+            policy.last_verdicts.record(
+                targets
+                    .iter()
+                    .zip(&verdicts)
+                    .map(|(&i, v)| (devices[i as usize].address, v.clone()))
+                    .collect(),
+            );
+            verdicts
+        }
+        Err(error) => {
+            report_failure(policy, &error);
+            let fallback: Arc<str> =
+                format!("policy failed and had no earlier verdict: {error}").into();
+            targets
+                .iter()
+                .map(|&i| {
+                    policy
+                        .last_verdicts
+                        .recall(devices[i as usize].address)
+                        .unwrap_or_else(|| Remembered::Reject(fallback.clone()))
                 })
-        })
-        .collect()
+                .collect()
+        }
+    }
 }
 
 /// Applies one matcher's verdicts; returns the targets still undecided.
@@ -511,7 +531,7 @@ fn decide(
                 continue;
             }
             Remembered::Assign(tags) => (true, tags, None),
-            Remembered::Reject(reason) => (false, Vec::new(), Some(reason)),
+            Remembered::Reject(reason) => (false, Arc::from([]), Some(reason.to_string())),
         };
         out[i as usize] = Some(Assessment {
             address,

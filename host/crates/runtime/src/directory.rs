@@ -8,13 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::PolicySet;
 use crate::cache::ArtifactCache;
 use crate::embedded::EMBEDDED;
 use crate::engine::PolicyEngine;
 use crate::error::LoadError;
 use crate::load::PolicyKind;
 use crate::policy::{Policy, PolicyOrigin};
-use crate::PolicySet;
 
 /// The outcome of loading a directory: the set that loaded, and what was refused.
 #[derive(Debug, Default)]
@@ -77,7 +77,14 @@ pub fn load_policies(
                 source,
             })
             .and_then(|bytes| {
-                Policy::load(engine, &name, &bytes, PolicyOrigin::File(path.clone()), &config(&name), cache)
+                Policy::load(
+                    engine,
+                    &name,
+                    &bytes,
+                    PolicyOrigin::File(path.clone()),
+                    &config(&name),
+                    cache,
+                )
             });
         match loaded {
             Ok(p) => from_files.push(Arc::new(p)),
@@ -86,13 +93,27 @@ pub fn load_policies(
     }
     let mut chain = Vec::new();
     for kind in PolicyKind::ALL {
-        chain.extend(from_files.iter().filter(|p| p.kind() == kind && !is_default_name(p.name())).cloned());
-        let replacement = from_files.iter().find(|p| p.kind() == kind && is_default_name_of(p.name(), kind));
+        chain.extend(
+            from_files
+                .iter()
+                .filter(|p| p.kind() == kind && !is_default_name(p.name()))
+                .cloned(),
+        );
+        let replacement = from_files
+            .iter()
+            .find(|p| p.kind() == kind && is_default_name_of(p.name(), kind));
         match replacement {
             Some(p) => chain.push(p.clone()),
             None => {
                 for e in EMBEDDED.iter().filter(|e| e.kind == kind) {
-                    match Policy::load(engine, e.name, e.bytes, PolicyOrigin::Embedded, &config(e.name), cache) {
+                    match Policy::load(
+                        engine,
+                        e.name,
+                        e.bytes,
+                        PolicyOrigin::Embedded,
+                        &config(e.name),
+                        cache,
+                    ) {
                         Ok(p) => chain.push(Arc::new(p)),
                         Err(err) => errors.push(err),
                     }

@@ -17,6 +17,7 @@ mod engine;
 mod error;
 mod evaluate;
 mod load;
+mod memory;
 mod policy;
 
 pub use cache::ArtifactCache;
@@ -26,4 +27,5 @@ pub use embedded::{EMBEDDED, EmbeddedPolicy};
 pub use engine::{Limits, PolicyEngine};
 pub use error::{CallError, LoadError};
 pub use load::{PolicyKind, inspect};
+pub use memory::Tags;
 pub use policy::{Policy, PolicyOrigin};

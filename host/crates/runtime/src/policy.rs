@@ -1,12 +1,10 @@
 //! A loaded policy: validated, compiled, pre-linked and with its configuration accepted.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use pcitrack_model::PciAddress;
 use wasmtime::component::InstancePre;
 
 use crate::cache::ArtifactCache;
@@ -15,6 +13,7 @@ use crate::engine::PolicyEngine;
 use crate::error::{CallError, LoadError};
 use crate::evaluate::{StoreState, linker, with_instance};
 use crate::load::{PolicyKind, check_header, classify};
+use crate::memory::VerdictMemory;
 
 /// Where a policy came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,19 +53,9 @@ pub struct Policy {
     entry: Entry,
     from_cache: bool,
     load_time: std::time::Duration,
-    /// Each device's last verdict from this policy, for when a call fails: the contract
-    /// says the device then keeps its last verdict.
-    pub(crate) last_match: Mutex<HashMap<PciAddress, Remembered>>,
-    /// Same, for tagger verdicts.
-    pub(crate) last_tag: Mutex<HashMap<PciAddress, Remembered>>,
-}
-
-/// A verdict remembered across calls.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Remembered {
-    Abstain,
-    Assign(Vec<(String, String)>),
-    Reject(String),
+    /// Each device's last verdict from this policy (matcher or tagger), for when a call
+    /// fails.
+    pub(crate) last_verdicts: VerdictMemory,
 }
 
 impl Policy {
@@ -124,8 +113,7 @@ impl Policy {
             entry,
             from_cache,
             load_time: std::time::Duration::ZERO,
-            last_match: Mutex::default(),
-            last_tag: Mutex::default(),
+            last_verdicts: VerdictMemory::default(),
         };
         policy.info = policy.start().map_err(|e| match e {
             CallError::Refused(reason) => LoadError::ConfigRefused {
@@ -231,6 +219,7 @@ impl Policy {
     pub(crate) fn call_tagger(
         &self,
         inventory: &wit::Inventory,
+        tag_sets: &[Vec<wit::Tag>],
         candidates: &[tagger::Candidate],
     ) -> Result<tagger::Verdicts, CallError> {
         let Entry::Tagger(ix) = &self.entry else {
@@ -245,7 +234,7 @@ impl Policy {
                 if let Err(e) = g.call_init(&mut *store, &self.config)? {
                     return Ok(Err(e));
                 }
-                g.call_evaluate(&mut *store, inventory, candidates)
+                g.call_evaluate(&mut *store, inventory, tag_sets, candidates)
             },
         )?;
         r.map_err(CallError::Refused)

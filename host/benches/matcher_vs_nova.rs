@@ -1,0 +1,124 @@
+//! Issue 4's figure: the same `[pci] device_spec` and the same 4096 devices through Nova's
+//! `Whitelist.device_assignable` (Python, timed in-process by `bench_nova.py`) and through
+//! pcitrack's whole policy chain (embedded matcher and tagger, in wasmtime: inventory copied
+//! in, a fresh instance, `init` parsing the specs, matching, verdicts out), in one run.
+//!
+//! Run: `PCITRACK_NOVA_PYTHON=/path/to/venv/bin/python cargo bench -p pcitrack --bench matcher_vs_nova`
+//! (a Python with `pip install nova`; without one, only pcitrack's side is measured).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use pcitrack::config::Config;
+use pcitrack_model::{DevType, Device};
+use serde_json::Value;
+
+const ROUNDS: usize = 31;
+
+fn hex(v: &Value) -> u16 {
+    u16::from_str_radix(v.as_str().unwrap(), 16).unwrap()
+}
+
+fn device(v: &Value) -> Device {
+    let mut d = Device::new(
+        v["address"].as_str().unwrap().parse().unwrap(),
+        hex(&v["vendor_id"]),
+        hex(&v["product_id"]),
+        v["dev_type"].as_str().unwrap().parse::<DevType>().unwrap(),
+    );
+    d.parent_addr = v["parent_addr"].as_str().map(|a| a.parse().unwrap());
+    d.numa_node = v["numa_node"].as_u64().map(|n| n as u32);
+    d.sriov_totalvfs = v["sriov_totalvfs"].as_u64().map(|n| n as u16);
+    d.sriov_vf_device = v.get("vf_product_id").filter(|x| x.is_string()).map(hex);
+    d
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = root.join("policies/devspec/oracle/bench_nova.py");
+    let python = std::env::var("PCITRACK_NOVA_PYTHON")
+        .unwrap_or_else(|_| "/work/nova-venv/bin/python".into());
+    let dump = tempfile::tempdir().unwrap();
+    let nova = Command::new(&python)
+        .arg(&script)
+        .arg("--dump")
+        .arg(dump.path())
+        .output();
+    let nova: Option<Value> = match nova {
+        Ok(out) if out.status.success() => Some(serde_json::from_slice(&out.stdout).unwrap()),
+        Ok(out) => {
+            eprintln!(
+                "Nova's side failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("no Python with Nova at {python} ({e}); set PCITRACK_NOVA_PYTHON");
+            None
+        }
+    };
+    let Some(nova) = nova else { return };
+    let specs: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(dump.path().join("device_spec.json")).unwrap(),
+    )
+    .unwrap();
+    let inv: Value =
+        serde_json::from_str(&std::fs::read_to_string(dump.path().join("devices.json")).unwrap())
+            .unwrap();
+    let mut devices: Vec<Device> = inv["pfs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(inv["devices"].as_array().unwrap())
+        .map(device)
+        .collect();
+    devices.sort_by_key(|d| d.address);
+    let targets = inv["devices"].as_array().unwrap().len();
+
+    let mut config = Config::default();
+    config.pci.device_spec = specs;
+    let policies = pcitrack::policies::load(&config, None).unwrap();
+    assert!(
+        policies.loaded.errors.is_empty(),
+        "{:?}",
+        policies.loaded.errors
+    );
+    let set = &policies.loaded.set;
+    let out = set.assess(&devices);
+    let vf_and_plain_assignable = out
+        .iter()
+        .zip(&devices)
+        .filter(|(a, d)| a.assignable && d.dev_type != DevType::Pf)
+        .count();
+    let mut per_device = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        black_box(set.assess(black_box(&devices)));
+        per_device.push(t.elapsed().as_nanos() as f64 / devices.len() as f64);
+    }
+    per_device.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let ours = per_device[ROUNDS / 2];
+    let theirs = nova["ns_per_device_median"].as_f64().unwrap();
+    println!(
+        "device_spec matching, {} specs, {} devices (+{} PFs in the inventory):",
+        nova["specs"],
+        targets,
+        devices.len() - targets
+    );
+    println!(
+        "  Nova {} Whitelist.device_assignable: {theirs:9.1} ns/device (median of {} runs), {} assignable",
+        nova["nova_version"], nova["runs"], nova["assignable"]
+    );
+    println!(
+        "  pcitrack chain (matcher+tagger, wasm):  {ours:9.1} ns/device (median of {ROUNDS}), {vf_and_plain_assignable} assignable"
+    );
+    println!("  speed-up: {:.1}x (target: at least 50x)", theirs / ours);
+    assert_eq!(
+        nova["assignable"].as_u64().unwrap() as usize,
+        vf_and_plain_assignable,
+        "Nova and pcitrack disagree"
+    );
+}
