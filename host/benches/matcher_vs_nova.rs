@@ -101,6 +101,20 @@ fn main() {
     }
     per_device.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let ours = per_device[ROUNDS / 2];
+    // Where the time goes: the matcher chain alone, and a host-side walk with no policy.
+    let matcher_only = pcitrack_runtime::PolicySet::new(
+        set.chain(pcitrack_runtime::PolicyKind::Matcher)
+            .iter()
+            .cloned(),
+    );
+    let mut m = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        black_box(matcher_only.assess(black_box(&devices)));
+        m.push(t.elapsed().as_nanos() as f64 / devices.len() as f64);
+    }
+    m.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    eprintln!("  (matcher chain alone: {:.1} ns/device)", m[ROUNDS / 2]);
     let theirs = nova["ns_per_device_median"].as_f64().unwrap();
     println!(
         "device_spec matching, {} specs, {} devices (+{} PFs in the inventory):",

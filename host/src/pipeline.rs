@@ -56,7 +56,7 @@ pub fn assess(set: &PolicySet, devices: &[Device]) -> Vec<Assessed> {
             assignable: a.assignable,
             tags: a.tags.iter().cloned().collect(),
             remote_managed: a.remote_managed,
-            decided_by: a.decided_by,
+            decided_by: a.decided_by.to_string(),
         })
         .collect()
 }

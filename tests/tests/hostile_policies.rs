@@ -64,9 +64,9 @@ fn run_misdeed(engine: &PolicyEngine, misdeed: &str) -> String {
     assert_eq!(out.len(), 8);
     for a in &out {
         assert!(!a.assignable, "{misdeed}: {a:?}");
-        assert_eq!(a.decided_by, misdeed);
+        assert_eq!(&*a.decided_by, misdeed);
     }
-    out[0].reason.clone().unwrap()
+    out[0].reason.as_deref().unwrap().to_string()
 }
 
 #[test]

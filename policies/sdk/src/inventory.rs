@@ -1,8 +1,59 @@
 //! Look-ups over the inventory the host passes with every matcher and tagger call.
 
 use pcitrack_model::DevType;
+use pcitrack_model::packed::{DEVICE_WORDS, PackedDevice};
 
-use crate::{Device, DeviceKind, Inventory, Netdev, PciAddress};
+use crate::bindings::pcitrack::policy::types as wire;
+use crate::{Device, DeviceKind, Netdev, PciAddress, SerialNumber};
+
+/// Everything the host knows about the machine's PCI devices at the time of a call, decoded
+/// from the contract's packed form.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inventory {
+    /// The devices, sorted by address.
+    pub devices: Vec<Device>,
+    /// Their network interfaces.
+    pub netdevs: Vec<Netdev>,
+    /// Their card serial numbers.
+    pub serial_numbers: Vec<SerialNumber>,
+}
+
+const KINDS: [DeviceKind; 4] = [
+    DeviceKind::Standard,
+    DeviceKind::PhysicalFunction,
+    DeviceKind::VirtualFunction,
+    DeviceKind::Vdpa,
+];
+
+impl Inventory {
+    /// Decodes the inventory as it crossed the boundary (devices packed four words each).
+    pub fn from_wire(wire: wire::Inventory) -> Self {
+        let devices = wire
+            .devices
+            .chunks_exact(DEVICE_WORDS)
+            .map(|w| {
+                let p = PackedDevice::unpack(w.try_into().expect("chunks_exact"));
+                Device {
+                    address: p.address.into(),
+                    vendor_id: p.vendor_id,
+                    product_id: p.product_id,
+                    class_code: p.class_code,
+                    kind: KINDS[p.kind as usize & 3],
+                    parent: p.parent.map(Into::into),
+                    numa_node: p.numa_node,
+                    vf_product_id: p.vf_product_id,
+                    total_vfs: p.total_vfs,
+                    vf_index: p.vf_index,
+                }
+            })
+            .collect();
+        Inventory {
+            devices,
+            netdevs: wire.netdevs,
+            serial_numbers: wire.serial_numbers,
+        }
+    }
+}
 
 impl Inventory {
     /// The index of the device at `address`. The host sends devices sorted by address, so
@@ -82,7 +133,6 @@ impl From<DevType> for DeviceKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SerialNumber;
 
     fn addr(bus: u8, function: u8) -> PciAddress {
         PciAddress {
@@ -136,5 +186,35 @@ mod tests {
         assert_eq!(inv.serial_number(0), None);
         assert_eq!(inv.parent_of(1).map(|d| d.address), Some(pf));
         assert!(inv.parent_of(2).is_none());
+    }
+
+    #[test]
+    fn decodes_the_packed_devices() {
+        let pf = pcitrack_model::PciAddress::new(0x10000, 0x81, 0, 0).unwrap();
+        let packed = PackedDevice {
+            address: pcitrack_model::PciAddress::new(0x10000, 0x81, 0, 3).unwrap(),
+            kind: 2,
+            vendor_id: 0x15b3,
+            product_id: 0x101e,
+            class_code: 0x020000,
+            parent: Some(pf),
+            numa_node: Some(1),
+            vf_product_id: None,
+            total_vfs: 0,
+            vf_index: Some(2),
+        };
+        let inv = Inventory::from_wire(wire::Inventory {
+            devices: packed.pack().to_vec(),
+            netdevs: vec![],
+            serial_numbers: vec![],
+        });
+        let d = &inv.devices[0];
+        assert_eq!(d.address.to_string(), "10000:81:00.3");
+        assert_eq!(d.kind, DeviceKind::VirtualFunction);
+        assert_eq!(d.parent, Some(pf.into()));
+        assert_eq!(
+            (d.vendor_id, d.product_id, d.numa_node, d.vf_index),
+            (0x15b3, 0x101e, Some(1), Some(2))
+        );
     }
 }

@@ -58,13 +58,16 @@ pub mod bindings {
 }
 
 pub use bindings::pcitrack::policy::types::{
-    Device, DeviceKind, DeviceStatus, Inventory, Netdev, PciAddress, PolicyInfo, SerialNumber, Tag,
+    Device, DeviceKind, DeviceStatus, Netdev, PciAddress, PolicyInfo, SerialNumber, Tag,
     TrackedDevice,
 };
+pub use inventory::Inventory;
 pub use output::{CleanupOutput, CleanupVerdict, MatchOutput, MatchVerdict, TagOutput, TagVerdict};
 pub use policy::{Candidate, Cleanup, Matcher, Tagger};
 pub use tracked::relatives;
 
+/// Re-exported for the export macros (the packed wire format).
+pub use pcitrack_model;
 /// Re-exported for the export macros; policy crates need not depend on it themselves.
 pub use wit_bindgen;
 

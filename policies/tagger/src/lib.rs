@@ -99,13 +99,22 @@ impl Tagger for RemoteManagedTagger {
                 .map_err(|e| e.message)?;
         }
         let mut serials: Option<Vec<bool>> = None;
+        // Candidates share a handful of tag sets; read each set once.
+        let mut last: Option<(*const pcitrack_policy_sdk::Tag, bool)> = None;
         for c in candidates {
-            let remote_managed = c
-                .tags
-                .iter()
-                .rev() // a later tagger's value wins if a key was repeated
-                .find(|t| t.key == "remote_managed")
-                .is_some_and(|t| bool_from_string(&t.value));
+            let remote_managed = match last {
+                Some((set, value)) if std::ptr::eq(set, c.tags.as_ptr()) => value,
+                _ => {
+                    let value = c
+                        .tags
+                        .iter()
+                        .rev() // a later tagger's value wins if a key was repeated
+                        .find(|t| t.key == "remote_managed")
+                        .is_some_and(|t| bool_from_string(&t.value));
+                    last = Some((c.tags.as_ptr(), value));
+                    value
+                }
+            };
             if !remote_managed {
                 out.abstain();
                 continue;

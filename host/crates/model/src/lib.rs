@@ -9,6 +9,7 @@ mod address;
 mod device;
 mod hex;
 mod kinds;
+pub mod packed;
 
 pub use address::{AddressError, PciAddress};
 pub use device::{Device, NetInterface, Vpd};

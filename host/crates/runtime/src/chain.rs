@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use pcitrack_model::packed::verdict;
 use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
 
 use crate::contract::{self, cleanup, matcher, tagger, wit};
@@ -41,9 +42,9 @@ pub struct Assessment {
     pub remote_managed: bool,
     /// The policy whose verdict decided (a tagger's name when a tagger retagged or
     /// rejected), or `built-in`.
-    pub decided_by: String,
+    pub decided_by: Arc<str>,
     /// Why it is not assignable, or which failure forced a fallback.
-    pub reason: Option<String>,
+    pub reason: Option<Arc<str>>,
 }
 
 /// A tracked device the cleanup chain is asked about, with what it needs to decide.
@@ -140,7 +141,7 @@ impl PolicySet {
                 .call_matcher(&inventory, &pending)
                 .and_then(|v| check_matcher(&v, pending.len()));
             let verdicts = settle(policy, devices, &pending, result);
-            pending = decide(policy.name(), devices, &pending, verdicts, &mut out);
+            pending = decide(&policy.shared_name(), devices, &pending, verdicts, &mut out);
         }
         let no_tags: Tags = Arc::new([]);
         for &i in &pending {
@@ -181,7 +182,7 @@ impl PolicySet {
             // Devices share a handful of tag sets: send each once and point at it.
             let mut sets: Vec<Tags> = Vec::new();
             let mut set_of: HashMap<*const (String, String), u32> = HashMap::new();
-            let candidates: Vec<tagger::Candidate> = pending
+            let candidates: Vec<u64> = pending
                 .iter()
                 .map(|&i| {
                     let tags = &out[i as usize].tags;
@@ -191,10 +192,7 @@ impl PolicySet {
                             sets.push(tags.clone());
                             (sets.len() - 1) as u32
                         });
-                    tagger::Candidate {
-                        device: i,
-                        tags: index,
-                    }
+                    i as u64 | (index as u64) << 32
                 })
                 .collect();
             let wit_sets: Vec<Vec<wit::Tag>> = sets
@@ -219,13 +217,13 @@ impl PolicySet {
                     Remembered::Abstain => still.push(i),
                     Remembered::Assign(tags) => {
                         a.tags = tags;
-                        a.decided_by = policy.name().to_string();
+                        a.decided_by = policy.shared_name();
                     }
                     Remembered::Reject(reason) => {
                         a.assignable = false;
                         a.tags = Arc::new([]);
-                        a.reason = Some(reason.to_string());
-                        a.decided_by = policy.name().to_string();
+                        a.reason = Some(reason);
+                        a.decided_by = policy.shared_name();
                     }
                 }
             }
@@ -410,47 +408,40 @@ fn shared_sets(sets: &[Vec<wit::Tag>]) -> Vec<Tags> {
 }
 
 fn check_matcher(v: &matcher::Verdicts, expected: usize) -> Result<Vec<Remembered>, CallError> {
-    check_count(v.per_device.len(), expected)?;
-    check_tags(&v.tag_sets)?;
-    check_reasons(&v.reasons)?;
-    let sets = shared_sets(&v.tag_sets);
-    let reasons: Vec<Arc<str>> = v.reasons.iter().map(|r| Arc::from(r.as_str())).collect();
-    v.per_device
-        .iter()
-        .map(|d| {
-            Ok(match d {
-                matcher::Verdict::Abstain => Remembered::Abstain,
-                matcher::Verdict::Assign(i) => {
-                    check_index(*i, sets.len(), "tag set")?;
-                    Remembered::Assign(sets[*i as usize].clone())
-                }
-                matcher::Verdict::Reject(i) => {
-                    check_index(*i, reasons.len(), "reason")?;
-                    Remembered::Reject(reasons[*i as usize].clone())
-                }
-            })
-        })
-        .collect()
+    check_words(&v.tag_sets, &v.reasons, &v.per_device, expected)
 }
 
 fn check_tagger(v: &tagger::Verdicts, expected: usize) -> Result<Vec<Remembered>, CallError> {
-    check_count(v.per_device.len(), expected)?;
-    check_tags(&v.tag_sets)?;
-    check_reasons(&v.reasons)?;
-    let sets = shared_sets(&v.tag_sets);
-    let reasons: Vec<Arc<str>> = v.reasons.iter().map(|r| Arc::from(r.as_str())).collect();
-    v.per_device
+    check_words(&v.tag_sets, &v.reasons, &v.per_device, expected)
+}
+
+/// Checks and decodes one call's verdict words (see `pcitrack_model::packed::verdict`).
+fn check_words(
+    tag_sets: &[Vec<wit::Tag>],
+    reasons: &[String],
+    words: &[u32],
+    expected: usize,
+) -> Result<Vec<Remembered>, CallError> {
+    check_count(words.len(), expected)?;
+    check_tags(tag_sets)?;
+    check_reasons(reasons)?;
+    let sets = shared_sets(tag_sets);
+    let reasons: Vec<Arc<str>> = reasons.iter().map(|r| Arc::from(r.as_str())).collect();
+    words
         .iter()
-        .map(|d| {
-            Ok(match d {
-                tagger::Verdict::Abstain => Remembered::Abstain,
-                tagger::Verdict::Retag(i) => {
-                    check_index(*i, sets.len(), "tag set")?;
-                    Remembered::Assign(sets[*i as usize].clone())
+        .map(|&w| {
+            Ok(match verdict::decode(w) {
+                verdict::Decoded::Abstain => Remembered::Abstain,
+                verdict::Decoded::Assign(i) => {
+                    check_index(i, sets.len(), "tag set")?;
+                    Remembered::Assign(sets[i as usize].clone())
                 }
-                tagger::Verdict::Reject(i) => {
-                    check_index(*i, reasons.len(), "reason")?;
-                    Remembered::Reject(reasons[*i as usize].clone())
+                verdict::Decoded::Reject(i) => {
+                    check_index(i, reasons.len(), "reason")?;
+                    Remembered::Reject(reasons[i as usize].clone())
+                }
+                verdict::Decoded::Invalid(w) => {
+                    return Err(CallError::Garbage(format!("{w:#x} is not a verdict word")));
                 }
             })
         })
@@ -516,7 +507,7 @@ fn settle(
 
 /// Applies one matcher's verdicts; returns the targets still undecided.
 fn decide(
-    policy: &str,
+    policy: &Arc<str>,
     devices: &[Device],
     targets: &[u32],
     verdicts: Vec<Remembered>,
@@ -531,14 +522,14 @@ fn decide(
                 continue;
             }
             Remembered::Assign(tags) => (true, tags, None),
-            Remembered::Reject(reason) => (false, Arc::from([]), Some(reason.to_string())),
+            Remembered::Reject(reason) => (false, Arc::from([]), Some(reason)),
         };
         out[i as usize] = Some(Assessment {
             address,
             assignable,
             tags,
             remote_managed: false,
-            decided_by: policy.to_string(),
+            decided_by: policy.clone(),
             reason,
         });
     }

@@ -1,6 +1,7 @@
 //! Host-side bindings of `wit/policy.wit`, and the one place that converts between
 //! pcitrack's vocabulary and the contract's types.
 
+use pcitrack_model::packed::PackedDevice;
 use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
 
 wasmtime::component::bindgen!({
@@ -68,7 +69,7 @@ pub fn inventory(devices: &[Device]) -> wit::Inventory {
     debug_assert!(devices.windows(2).all(|w| w[0].address < w[1].address));
     let mut netdevs = Vec::new();
     let mut serial_numbers = Vec::new();
-    let records = devices
+    let records: Vec<u64> = devices
         .iter()
         .enumerate()
         .map(|(i, d)| {
@@ -86,19 +87,26 @@ pub fn inventory(devices: &[Device]) -> wit::Inventory {
                     value: sn.clone(),
                 });
             }
-            wit::Device {
-                address: d.address.into(),
+            PackedDevice {
+                address: d.address,
+                kind: match d.dev_type {
+                    DevType::Pci => 0,
+                    DevType::Pf => 1,
+                    DevType::Vf => 2,
+                    DevType::Vdpa => 3,
+                },
                 vendor_id: d.vendor_id,
                 product_id: d.product_id,
                 class_code: d.class_code,
-                kind: d.dev_type.into(),
-                parent: d.parent_addr.map(Into::into),
+                parent: d.parent_addr,
                 numa_node: d.numa_node,
                 vf_product_id: d.sriov_vf_device,
                 total_vfs: d.sriov_totalvfs.unwrap_or(0),
                 vf_index: d.vf_index,
             }
+            .pack()
         })
+        .flatten()
         .collect();
     wit::Inventory {
         devices: records,

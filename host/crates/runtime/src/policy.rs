@@ -158,6 +158,11 @@ impl Policy {
         &self.name
     }
 
+    /// Its name, shared (every verdict it decides carries it).
+    pub fn shared_name(&self) -> Arc<str> {
+        self.name.clone()
+    }
+
     /// Its kind.
     pub fn kind(&self) -> PolicyKind {
         self.kind
@@ -220,7 +225,7 @@ impl Policy {
         &self,
         inventory: &wit::Inventory,
         tag_sets: &[Vec<wit::Tag>],
-        candidates: &[tagger::Candidate],
+        candidates: &[u64],
     ) -> Result<tagger::Verdicts, CallError> {
         let Entry::Tagger(ix) = &self.entry else {
             return Err(CallError::Garbage(format!("{} is not a tagger", self.name)));
