@@ -1,0 +1,38 @@
+//! The shipped example configuration is valid, and the embedded policies accept it.
+
+use std::path::Path;
+
+use pcitrack::config::Config;
+
+#[test]
+fn the_example_configuration_loads_and_its_specs_are_accepted() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pcitrack.toml");
+    let mut config = Config::load(&path).unwrap();
+    assert_eq!(config.pci.device_spec.len(), 3);
+    config.agent.state_dir = Some(tempfile::tempdir().unwrap().keep());
+    let policies = pcitrack::policies::load(&config, None).unwrap();
+    assert!(
+        policies.loaded.errors.is_empty(),
+        "{:?}",
+        policies.loaded.errors
+    );
+}
+
+#[test]
+fn an_invalid_device_spec_is_refused_with_novas_reason() {
+    let mut config = Config::default();
+    config.agent.state_dir = Some(tempfile::tempdir().unwrap().keep());
+    config.pci.device_spec = vec![r#"{"vendor_id": "80860"}"#.into()];
+    let policies = pcitrack::policies::load(&config, None).unwrap();
+    let reasons: Vec<String> = policies
+        .loaded
+        .errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r
+            .starts_with("matcher: refused its configuration: Invalid [pci]device_spec config")),
+        "{reasons:?}"
+    );
+}
