@@ -72,7 +72,7 @@ pub fn inventory(devices: &[Device]) -> wit::Inventory {
     let records: Vec<u64> = devices
         .iter()
         .enumerate()
-        .map(|(i, d)| {
+        .flat_map(|(i, d)| {
             for n in &d.net {
                 netdevs.push(wit::Netdev {
                     device: i as u32,
@@ -106,7 +106,6 @@ pub fn inventory(devices: &[Device]) -> wit::Inventory {
             }
             .pack()
         })
-        .flatten()
         .collect();
     wit::Inventory {
         devices: records,
