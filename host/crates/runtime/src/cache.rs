@@ -41,41 +41,58 @@ impl ArtifactCache {
     }
 
     /// The compiled component for `wasm`, from the cache when present, else compiled and
-    /// stored. A cache that cannot be read or written only costs a compile: the failure is
-    /// logged, never returned.
+    /// stored. A cache that cannot be read or written, or an artifact that is damaged, only
+    /// costs a compile: the failure is logged, never returned.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         wasm: &[u8],
     ) -> wasmtime::Result<(Component, bool)> {
         let path = self.path_for(engine, wasm);
-        if path.exists() {
-            // SAFETY: wasmtime requires that deserialized artifacts come from a trusted
-            // source. Only this agent writes into the cache directory (it lives in the
-            // agent's state directory, mode 0700), the file name binds the artifact to the
-            // exact wasm bytes and engine configuration, and files are written whole by
-            // rename, so a half-written artifact is never seen.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, true)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable precompiled policy")
+        if let Ok(file) = std::fs::read(&path) {
+            match verified_body(&file) {
+                Some(body) => {
+                    // SAFETY: wasmtime requires deserialized artifacts to come from a trusted
+                    // source. Only this agent writes the cache (in its state directory), the
+                    // file name binds the artifact to the exact wasm bytes and engine settings,
+                    // files are written whole by rename, and the SHA-256 trailer was just
+                    // checked, so what is deserialized is byte for byte what this agent
+                    // serialized. The bytes are read rather than mapped: a mapped file that
+                    // is truncated under us would crash the agent with SIGBUS.
+                    match unsafe { Component::deserialize(engine, body) } {
+                        Ok(component) => return Ok((component, true)),
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "ignoring unusable precompiled policy")
+                        }
+                    }
+                }
+                None => {
+                    tracing::warn!(path = %path.display(), "ignoring a damaged precompiled policy (checksum mismatch)")
                 }
             }
         }
         let component = Component::new(engine, wasm)?;
-        if let Err(e) = self.store(&path, &component) {
+        if let Err(e) = self.store(&path, component.serialize()?) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot cache a compiled policy");
         }
         Ok((component, false))
     }
 
-    fn store(&self, path: &Path, component: &Component) -> Result<(), String> {
+    fn store(&self, path: &Path, mut bytes: Vec<u8>) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
-        let bytes = component.serialize().map_err(|e| e.to_string())?;
+        let digest = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&digest);
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| e.to_string())?;
         tmp.write_all(&bytes).map_err(|e| e.to_string())?;
         tmp.as_file().sync_all().map_err(|e| e.to_string())?;
         tmp.persist(path).map_err(|e| e.to_string())?;
         Ok(())
     }
+}
+
+/// The artifact without its SHA-256 trailer, when the trailer matches.
+fn verified_body(file: &[u8]) -> Option<&[u8]> {
+    let split = file.len().checked_sub(32)?;
+    let (body, digest) = file.split_at(split);
+    (Sha256::digest(body).as_slice() == digest).then_some(body)
 }
