@@ -1,6 +1,7 @@
 //! The command line: argument parsing and output only. Every rule lives in the library
 //! crates; a command here reads its inputs, calls them, and prints.
 
+mod discover;
 mod output;
 mod policy;
 mod policy_test;
@@ -48,6 +49,9 @@ pub enum LogFormat {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List the host's PCI devices as sysfs describes them (like lspci, plus SR-IOV
+    /// relations, network interfaces and VPD).
+    Discover(discover::DiscoverArgs),
     /// One pass: discover devices, evaluate the policies, reconcile the database; then exit.
     Sync(tracker::SyncArgs),
     /// List tracked devices.
@@ -90,6 +94,7 @@ pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(cli.config.as_ref())?;
     match cli.command {
+        Command::Discover(args) => discover::discover(args, &config),
         Command::Sync(args) => tracker::sync(args, &config),
         Command::Devices(args) => tracker::devices(args, &config),
         Command::Pools(args) => tracker::pools(args, &config),

@@ -42,5 +42,9 @@ pub fn read_devices(source: &DeviceSource, config: &Config) -> anyhow::Result<Ve
 }
 
 fn scan(root: &std::path::Path) -> anyhow::Result<Vec<Device>> {
-    anyhow::bail!("sysfs discovery of {} is not wired in yet", root.display())
+    let report = pcitrack_discovery::scan(root);
+    for s in &report.skipped {
+        eprintln!("pcitrack: skipped {}: {}", s.entry, s.reason);
+    }
+    Ok(report.devices)
 }

@@ -1,0 +1,100 @@
+//! `pcitrack discover` and `pcitrack sync` on a fake sysfs tree, through the binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use pcitrack_discovery::fixture::FakeSysfs;
+
+fn pcitrack(args: &[&str], state: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pcitrack"))
+        .args(args)
+        .env("XDG_STATE_HOME", state)
+        .env("USER", "nobody")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn discover_prints_every_device_and_names_the_broken_one() {
+    let t = FakeSysfs::new();
+    t.add_pf_with_vfs("0000:3b:00.0", 0x8086, 0x1572, 0x154c, 3);
+    t.add_broken("0000:99:00.0", &[]);
+    let state = tempfile::tempdir().unwrap();
+    let root = t.root().to_str().unwrap();
+    let out = pcitrack(
+        &["discover", "--sysfs-root", root, "--format", "json"],
+        state.path(),
+    );
+    assert!(
+        out.status.success(),
+        "one bad device does not fail the command"
+    );
+    let devices: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let types: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["dev_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["type-PF", "type-VF", "type-VF", "type-VF"]);
+    assert_eq!(devices[2]["parent_addr"], "0000:3b:00.0");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("skipped 0000:99:00.0: vendor id missing or malformed"),
+        "{stderr}"
+    );
+    let table = pcitrack(&["discover", "--sysfs-root", root], state.path());
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("4 devices: 1 PF, 3 VF, 0 PCI; 1 skipped")
+    );
+}
+
+#[test]
+fn sync_tracks_assignable_devices_and_deletes_vfs_that_vanish() {
+    let t = FakeSysfs::new();
+    let vfs = t.add_pf_with_vfs("0000:3b:00.0", 0x8086, 0x1572, 0x154c, 2);
+    let state = tempfile::tempdir().unwrap();
+    let config = state.path().join("pcitrack.toml");
+    std::fs::write(
+        &config,
+        "[pci]\ndevice_spec = ['{\"vendor_id\": \"8086\", \"product_id\": \"154c\", \"physical_network\": \"physnet1\"}']\n",
+    )
+    .unwrap();
+    let db = state.path().join("t.db");
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "--config".into(),
+            config.display().to_string(),
+            "sync".into(),
+        ];
+        v.extend([
+            "--sysfs-root".into(),
+            t.root().display().to_string(),
+            "--db".into(),
+            db.display().to_string(),
+        ]);
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&'static str]| {
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = pcitrack(&a, state.path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = run(&["--format", "json"]);
+    assert_eq!(first["added"].as_array().unwrap().len(), 2, "{first}");
+    let again = run(&["--format", "json"]);
+    assert!(
+        again["added"].as_array().unwrap().is_empty()
+            && again["deleted"].as_array().unwrap().is_empty()
+    );
+    t.remove(&vfs[1]);
+    let after = run(&["--format", "json"]);
+    assert_eq!(after["deleted"], serde_json::json!([vfs[1]]), "{after}");
+}
