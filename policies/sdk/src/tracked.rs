@@ -56,3 +56,19 @@ mod tests {
         assert_eq!(of_pf, vec![1, 2]);
     }
 }
+
+impl crate::DeviceStatus {
+    /// Nova's spelling of the status (`available`, `unavailable`, ...).
+    pub fn as_str(&self) -> &'static str {
+        use crate::DeviceStatus as S;
+        match self {
+            S::Available => "available",
+            S::Claimed => "claimed",
+            S::Allocated => "allocated",
+            S::Unavailable => "unavailable",
+            S::Unclaimable => "unclaimable",
+            S::Removed => "removed",
+            S::Deleted => "deleted",
+        }
+    }
+}
