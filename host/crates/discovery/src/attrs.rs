@@ -23,7 +23,11 @@ pub const VPD_CAP: u64 = 32 << 10;
 /// second read. Attributes longer than the buffer (none that discovery reads) fall back to
 /// the capped read.
 pub fn read_text(path: &Path) -> Option<String> {
-    let mut file = File::open(path).ok()?;
+    small_text(File::open(path).ok()?)
+}
+
+/// One read into a stack buffer, or the capped read for a longer attribute.
+fn small_text(mut file: File) -> Option<String> {
     let mut buf = [0u8; 256];
     let n = file.read(&mut buf).ok()?;
     let text = if n < buf.len() {
@@ -81,19 +85,7 @@ impl DeviceDir {
 
     /// An attribute's text, trimmed (see [`read_text`]).
     pub fn text(&self, name: &str) -> Option<String> {
-        let mut file = self.open_file(name)?;
-        let mut buf = [0u8; 256];
-        let n = file.read(&mut buf).ok()?;
-        let text = if n < buf.len() {
-            std::str::from_utf8(&buf[..n]).ok()?.to_string()
-        } else {
-            let mut rest = Vec::new();
-            file.take(ATTR_CAP).read_to_end(&mut rest).ok()?;
-            let mut all = buf.to_vec();
-            all.extend(rest);
-            String::from_utf8(all).ok()?
-        };
-        Some(text.trim().to_string())
+        small_text(self.open_file(name)?)
     }
 
     /// At most `cap` bytes of an attribute.
