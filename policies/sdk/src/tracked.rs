@@ -13,6 +13,22 @@ pub fn relatives(tracked: &[TrackedDevice], index: usize) -> impl Iterator<Item 
     })
 }
 
+impl crate::DeviceStatus {
+    /// Nova's spelling of the status (`available`, `unavailable`, ...).
+    pub fn as_str(&self) -> &'static str {
+        use crate::DeviceStatus as S;
+        match self {
+            S::Available => "available",
+            S::Claimed => "claimed",
+            S::Allocated => "allocated",
+            S::Unavailable => "unavailable",
+            S::Unclaimable => "unclaimable",
+            S::Removed => "removed",
+            S::Deleted => "deleted",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,21 +70,5 @@ mod tests {
         assert_eq!(of_vf, vec![0, 2]);
         let of_pf: Vec<u8> = relatives(&tracked, 0).map(|d| d.address.function).collect();
         assert_eq!(of_pf, vec![1, 2]);
-    }
-}
-
-impl crate::DeviceStatus {
-    /// Nova's spelling of the status (`available`, `unavailable`, ...).
-    pub fn as_str(&self) -> &'static str {
-        use crate::DeviceStatus as S;
-        match self {
-            S::Available => "available",
-            S::Claimed => "claimed",
-            S::Allocated => "allocated",
-            S::Unavailable => "unavailable",
-            S::Unclaimable => "unclaimable",
-            S::Removed => "removed",
-            S::Deleted => "deleted",
-        }
     }
 }
