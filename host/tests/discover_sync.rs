@@ -1,18 +1,9 @@
 //! `pcitrack discover` and `pcitrack sync` on a fake sysfs tree, through the binary.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+use common::pcitrack;
 
 use pcitrack_discovery::fixture::FakeSysfs;
-
-fn pcitrack(args: &[&str], state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pcitrack"))
-        .args(args)
-        .env("XDG_STATE_HOME", state)
-        .env("USER", "nobody")
-        .output()
-        .unwrap()
-}
 
 #[test]
 fn discover_prints_every_device_and_names_the_broken_one() {

@@ -1,16 +1,7 @@
 //! `pcitrack policy check` and `pcitrack policy list` through the binary.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn pcitrack(args: &[&str], state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pcitrack"))
-        .args(args)
-        .env("XDG_STATE_HOME", state)
-        .env("USER", "nobody")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::pcitrack;
 
 #[test]
 fn check_refuses_a_file_that_is_not_a_policy_and_says_why() {

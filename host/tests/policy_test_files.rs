@@ -1,19 +1,12 @@
 //! `pcitrack policy test` on the shipped example test files, and on a wrong expectation.
 
+mod common;
+use common::pcitrack;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policy-tests")
-}
-
-fn pcitrack(args: &[&std::ffi::OsStr], state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pcitrack"))
-        .args(args)
-        .env("XDG_STATE_HOME", state)
-        .env("USER", "nobody")
-        .output()
-        .unwrap()
 }
 
 #[test]

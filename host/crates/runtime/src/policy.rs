@@ -58,6 +58,24 @@ pub struct Policy {
     pub(crate) last_verdicts: VerdictMemory,
 }
 
+/// The body every call shares: a fresh instance, `init` with the policy's configuration
+/// (an `Err` from it is the policy refusing), then the call itself. A macro because the
+/// generated guest types differ per kind.
+macro_rules! call {
+    ($policy:expr, $ix:expr, |$g:ident, $store:ident| $call:expr) => {{
+        let p = $policy;
+        let r = with_instance(&p.pre, p.engine.limits(), &p.name, |store, instance| {
+            let $g = $ix.load(&mut *store, instance)?;
+            if let Err(e) = $g.call_init(&mut *store, &p.config)? {
+                return Ok(Err(e));
+            }
+            let $store = &mut *store;
+            $call
+        })?;
+        r.map_err(CallError::Refused)
+    }};
+}
+
 impl Policy {
     /// Validates, compiles (or loads from `cache`), pre-links, and starts the policy once
     /// with `config` so that a configuration it refuses is refused now, not at the first
@@ -200,24 +218,10 @@ impl Policy {
         targets: &[u32],
     ) -> Result<matcher::Verdicts, CallError> {
         let Entry::Matcher(ix) = &self.entry else {
-            return Err(CallError::Garbage(format!(
-                "{} is not a matcher",
-                self.name
-            )));
+            return Err(self.wrong_kind(PolicyKind::Matcher));
         };
-        let r = with_instance(
-            &self.pre,
-            self.engine.limits(),
-            &self.name,
-            |store, instance| {
-                let g = ix.load(&mut *store, instance)?;
-                if let Err(e) = g.call_init(&mut *store, &self.config)? {
-                    return Ok(Err(e));
-                }
-                g.call_evaluate(&mut *store, inventory, targets)
-            },
-        )?;
-        r.map_err(CallError::Refused)
+        call!(self, ix, |g, store| g
+            .call_evaluate(store, inventory, targets))
     }
 
     /// One tagger call.
@@ -228,21 +232,10 @@ impl Policy {
         candidates: &[u64],
     ) -> Result<tagger::Verdicts, CallError> {
         let Entry::Tagger(ix) = &self.entry else {
-            return Err(CallError::Garbage(format!("{} is not a tagger", self.name)));
+            return Err(self.wrong_kind(PolicyKind::Tagger));
         };
-        let r = with_instance(
-            &self.pre,
-            self.engine.limits(),
-            &self.name,
-            |store, instance| {
-                let g = ix.load(&mut *store, instance)?;
-                if let Err(e) = g.call_init(&mut *store, &self.config)? {
-                    return Ok(Err(e));
-                }
-                g.call_evaluate(&mut *store, inventory, tag_sets, candidates)
-            },
-        )?;
-        r.map_err(CallError::Refused)
+        call!(self, ix, |g, store| g
+            .call_evaluate(store, inventory, tag_sets, candidates))
     }
 
     /// One cleanup call.
@@ -252,24 +245,17 @@ impl Policy {
         candidates: &[u32],
     ) -> Result<cleanup::Verdicts, CallError> {
         let Entry::Cleanup(ix) = &self.entry else {
-            return Err(CallError::Garbage(format!(
-                "{} is not a cleanup policy",
-                self.name
-            )));
+            return Err(self.wrong_kind(PolicyKind::Cleanup));
         };
-        let r = with_instance(
-            &self.pre,
-            self.engine.limits(),
-            &self.name,
-            |store, instance| {
-                let g = ix.load(&mut *store, instance)?;
-                if let Err(e) = g.call_init(&mut *store, &self.config)? {
-                    return Ok(Err(e));
-                }
-                g.call_evaluate(&mut *store, tracked, candidates)
-            },
-        )?;
-        r.map_err(CallError::Refused)
+        call!(self, ix, |g, store| g
+            .call_evaluate(store, tracked, candidates))
+    }
+
+    fn wrong_kind(&self, wanted: PolicyKind) -> CallError {
+        CallError::Garbage(format!(
+            "{} is a {} policy, not a {wanted}",
+            self.name, self.kind
+        ))
     }
 }
 
