@@ -7,32 +7,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-/// The example cleanup policies, built once (into the workspace's policy build directory).
-fn example_policy(package: &str) -> PathBuf {
-    static BUILT: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let exe = std::env::current_exe().unwrap();
-        let target = exe.ancestors().nth(3).unwrap().to_path_buf();
-        pcitrack_wasm_build::PolicyBuild {
-            manifest: root.join("Cargo.toml"),
-            packages: vec![
-                "pcitrack-example-pre-2022-cleanup".into(),
-                "pcitrack-example-grace-cleanup".into(),
-            ],
-            target_dir: target.join("policy-build"),
-            profile: "policy".into(),
-            target: pcitrack_wasm_build::POLICY_TARGET.into(),
-        }
-        .run()
-        .unwrap()
-    });
-    built.iter().find(|(p, _)| p == package).unwrap().1.clone()
-}
+mod common;
+use common::example_policy;
 
 struct Host {
     dir: tempfile::TempDir,

@@ -1,8 +1,9 @@
 //! What the CLI tests share: running the binary with its state kept in a temp dir.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 /// Runs `pcitrack` with `args`, its state directory under `state` (never /var/lib).
 pub fn pcitrack<S: AsRef<OsStr>>(args: &[S], state: &Path) -> Output {
@@ -12,4 +13,30 @@ pub fn pcitrack<S: AsRef<OsStr>>(args: &[S], state: &Path) -> Output {
         .env("USER", "nobody")
         .output()
         .unwrap()
+}
+
+/// An example policy (from `examples/policies/`) built into a component, once per test
+/// binary, in the workspace's policy build directory.
+#[allow(dead_code)] // not every test file uses it
+pub fn example_policy(package: &str) -> PathBuf {
+    static BUILT: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let exe = std::env::current_exe().unwrap();
+        let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+        pcitrack_wasm_build::PolicyBuild {
+            manifest: root.join("Cargo.toml"),
+            packages: vec![
+                "pcitrack-example-pre-2022-cleanup".into(),
+                "pcitrack-example-grace-cleanup".into(),
+                "pcitrack-example-connectx-matcher".into(),
+            ],
+            target_dir: target.join("policy-build"),
+            profile: "policy".into(),
+            target: pcitrack_wasm_build::POLICY_TARGET.into(),
+        }
+        .run()
+        .unwrap()
+    });
+    built.iter().find(|(p, _)| p == package).unwrap().1.clone()
 }
