@@ -5,7 +5,7 @@
 //! `unavailable`; claiming the PF failed half-way ("Attempt to consume PCI device … from empty
 //! pool") and start-up cleanup only deleted unreported devices in `available` state.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};

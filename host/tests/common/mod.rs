@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// Runs `pcitrack` with `args`, its state directory under `state` (never /var/lib).
+#[allow(dead_code)] // not every test file uses it
 pub fn pcitrack<S: AsRef<OsStr>>(args: &[S], state: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pcitrack"))
         .args(args)
