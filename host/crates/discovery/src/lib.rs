@@ -9,6 +9,7 @@ mod attrs;
 pub mod fixture;
 mod scan;
 mod table;
+pub mod uevent;
 pub mod vpd;
 
 pub use scan::{ScanReport, Skipped, scan};
