@@ -8,6 +8,7 @@
 mod attrs;
 pub mod fixture;
 mod scan;
+pub mod socket;
 mod table;
 pub mod uevent;
 pub mod vpd;
