@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 mod attrs;
+pub mod changes;
 pub mod fixture;
 mod scan;
 pub mod socket;
