@@ -20,7 +20,7 @@ use crate::uevent::UEvent;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InventoryChange {
     /// A device appeared.
-    Added(Device),
+    Added(Box<Device>),
     /// A device's record changed.
     Changed {
         /// What was known.
@@ -97,7 +97,7 @@ pub fn changes(
     wanted
         .into_iter()
         .filter_map(|a| match (known.get(&a), now.get(&a)) {
-            (None, Some(d)) => Some(InventoryChange::Added((*d).clone())),
+            (None, Some(d)) => Some(InventoryChange::Added(Box::new((*d).clone()))),
             (Some(_), None) => Some(InventoryChange::Removed(a)),
             (Some(b), Some(d)) if b != d => Some(InventoryChange::Changed {
                 before: Box::new((*b).clone()),
