@@ -25,9 +25,7 @@ pub struct DiscoverArgs {
 pub fn discover(args: DiscoverArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let root = args.sysfs_root.unwrap_or_else(|| config.sysfs_root());
     let report = pcitrack_discovery::scan(&root);
-    for s in &report.skipped {
-        eprintln!("pcitrack: skipped {}: {}", s.entry, s.reason);
-    }
+    super::source::warn_skipped(&report);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report.devices)?),
         Format::Table => print!("{}", pcitrack_discovery::render_table(&report)),

@@ -43,8 +43,13 @@ pub fn read_devices(source: &DeviceSource, config: &Config) -> anyhow::Result<Ve
 
 fn scan(root: &std::path::Path) -> anyhow::Result<Vec<Device>> {
     let report = pcitrack_discovery::scan(root);
+    warn_skipped(&report);
+    Ok(report.devices)
+}
+
+/// Names every device sysfs could not read, on stderr; the others are used as usual.
+pub fn warn_skipped(report: &pcitrack_discovery::ScanReport) {
     for s in &report.skipped {
         eprintln!("pcitrack: skipped {}: {}", s.entry, s.reason);
     }
-    Ok(report.devices)
 }

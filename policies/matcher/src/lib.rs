@@ -10,12 +10,10 @@
 //! with Nova's message, since only then is the inventory known.
 #![deny(missing_docs)]
 
-mod inventory_view;
-
 use pcitrack_devspec::{DeviceInput, Whitelist, whitelist_from_config};
 use pcitrack_policy_sdk::{Inventory, MatchOutput, Matcher, PolicyInfo, Tag};
 
-use inventory_view::InventoryView;
+use pcitrack_policy_nova_view::InventoryView;
 
 /// Why a device is not assignable.
 pub const NO_MATCH: &str = "matches no [pci] device_spec";

@@ -15,12 +15,10 @@
 //!   [`pcitrack_devspec::bool_from_string`], so tags stay exactly as Nova's `get_tags()`.
 #![deny(missing_docs)]
 
-mod inventory_view;
-
 use pcitrack_devspec::{Value, Whitelist, bool_from_string, from_json, whitelist_from_config};
 use pcitrack_policy_sdk::{Candidate, Inventory, PolicyInfo, TagOutput, Tagger};
 
-use inventory_view::InventoryView;
+use pcitrack_policy_nova_view::InventoryView;
 
 /// Why a remote-managed device without a serial number is rejected.
 pub const NO_SERIAL: &str =

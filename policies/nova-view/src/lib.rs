@@ -1,11 +1,14 @@
-//! The SDK's inventory as the [`HostView`] that binds device specs.
+//! The SDK's inventory as the [`HostView`] that binds device specs: what Nova would read
+//! from sysfs, answered from what the host passed in. A library of its own (not part of the
+//! matcher) because a policy crate linked into another would bring its exports along.
+#![deny(missing_docs)]
 
 use pcitrack_devspec::{DeviceFacts, HostView};
 use pcitrack_model::PciAddress;
 use pcitrack_policy_sdk::Inventory;
 
 /// Borrowed inventory, answering what Nova would read from sysfs.
-pub(crate) struct InventoryView<'a>(pub &'a Inventory);
+pub struct InventoryView<'a>(pub &'a Inventory);
 
 impl HostView for InventoryView<'_> {
     fn device(&self, address: PciAddress) -> Option<DeviceFacts> {
