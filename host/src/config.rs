@@ -68,6 +68,11 @@ pub struct AgentSection {
     pub resync_interval_secs: Option<u64>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
+    /// Listen to the kernel's uevent netlink socket (default true).
+    pub netlink: Option<bool>,
+    /// Also take uevents from this unix datagram socket (created with mode 0600): for a
+    /// container whose host relays its uevents, and for tests.
+    pub uevent_relay: Option<PathBuf>,
 }
 
 /// `[limits]`.
@@ -116,10 +121,12 @@ impl Config {
 
     /// Parses configuration text; `path` only names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
-        })
+        })?;
+        config.validate(path)?;
+        Ok(config)
     }
 
     /// The state directory: `[agent] state_dir`, else `/var/lib/pcitrack` for root and
@@ -166,6 +173,57 @@ impl Config {
             .db
             .clone()
             .unwrap_or_else(|| self.state_dir().join("pcitrack.db"))
+    }
+
+    /// Seconds between full resyncs (default 300).
+    pub fn resync_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.agent.resync_interval_secs.unwrap_or(300).max(1))
+    }
+
+    /// The API's unix socket (default `<state_dir>/pcitrack.sock`).
+    pub fn socket(&self) -> PathBuf {
+        self.api
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir().join("pcitrack.sock"))
+    }
+
+    /// Checks what parsing cannot: settings that only make sense together.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(listen) = &self.api.listen {
+            listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                bad(format!(
+                    "[api] listen = {listen:?} is not an address like 127.0.0.1:7070: {e}"
+                ))
+            })?;
+            if self
+                .api
+                .token
+                .as_deref()
+                .is_none_or(|t| t.trim().len() < 16)
+            {
+                return Err(bad(format!(
+                    "[api] listen = {listen:?} needs [api] token (at least 16 characters): \
+                     TCP clients must present it as a bearer token"
+                )));
+            }
+        }
+        if let Some(f) = &self.agent.log_format
+            && f != "text"
+            && f != "json"
+        {
+            return Err(bad(format!(
+                "[agent] log_format = {f:?}: expected \"text\" or \"json\""
+            )));
+        }
+        if self.agent.resync_interval_secs == Some(0) {
+            return Err(bad("[agent] resync_interval_secs must be at least 1".into()));
+        }
+        Ok(())
     }
 
     /// Where compiled policies are cached.
@@ -238,6 +296,26 @@ missing_syncs = 3
             msg.contains("bad.toml") && msg.contains("sysfs_rot"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn tcp_without_a_token_is_refused_and_says_why() {
+        let e = Config::parse("[api]\nlisten = '127.0.0.1:7070'\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("token") && e.contains("c.toml"), "{e}");
+        let e = Config::parse(
+            "[api]\nlisten = 'localhost'\ntoken = '0123456789abcdef'\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not an address"), "{e}");
+        let ok = Config::parse(
+            "[api]\nlisten = '127.0.0.1:7070'\ntoken = '0123456789abcdef'\n",
+            Path::new("c.toml"),
+        );
+        assert!(ok.is_ok());
     }
 
     #[test]

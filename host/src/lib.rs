@@ -3,6 +3,9 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod daemon;
+pub mod ops;
 pub mod pipeline;
 pub mod policies;

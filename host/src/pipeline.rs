@@ -42,22 +42,42 @@ impl CleanupPolicy for RuntimeCleanup<'_> {
     }
 }
 
+/// A device's assessment with the reason it is not assignable, for operators.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// What the tracker takes.
+    pub assessed: Assessed,
+    /// Why it is not assignable, or which failure forced a fallback.
+    pub reason: Option<String>,
+}
+
 /// Runs the matcher and tagger chains over `devices` (sorted here by address, as the
-/// contract promises policies).
-pub fn assess(set: &PolicySet, devices: &[Device]) -> Vec<Assessed> {
+/// contract promises policies), keeping the reasons.
+pub fn evaluate(set: &PolicySet, devices: &[Device]) -> Vec<Verdict> {
     let mut devices = devices.to_vec();
     devices.sort_by_key(|d| d.address);
     let assessments = set.assess(&devices);
     devices
         .into_iter()
         .zip(assessments)
-        .map(|(device, a)| Assessed {
-            device,
-            assignable: a.assignable,
-            tags: a.tags.iter().cloned().collect(),
-            remote_managed: a.remote_managed,
-            decided_by: a.decided_by.to_string(),
+        .map(|(device, a)| Verdict {
+            assessed: Assessed {
+                device,
+                assignable: a.assignable,
+                tags: a.tags.iter().cloned().collect(),
+                remote_managed: a.remote_managed,
+                decided_by: a.decided_by.to_string(),
+            },
+            reason: a.reason.map(|r| r.to_string()),
         })
+        .collect()
+}
+
+/// Runs the matcher and tagger chains over `devices` (sorted here by address).
+pub fn assess(set: &PolicySet, devices: &[Device]) -> Vec<Assessed> {
+    evaluate(set, devices)
+        .into_iter()
+        .map(|v| v.assessed)
         .collect()
 }
 

@@ -36,3 +36,28 @@ fn an_invalid_device_spec_is_refused_with_novas_reason() {
         "{reasons:?}"
     );
 }
+
+#[test]
+fn the_systemd_unit_runs_the_agent_with_the_example_configuration_path() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pcitrack.service"),
+    )
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let args: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(
+        args[1..],
+        ["--config", "/etc/pcitrack/pcitrack.toml", "run"]
+    );
+    // The binary accepts exactly that command line.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_pcitrack"))
+        .args(&args[1..])
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--sysfs-root"));
+}

@@ -122,8 +122,7 @@ impl Host {
 
     fn pool_count(&self) -> u64 {
         let v = self.ok(&["pools", "--format", "json"]);
-        v["pools"]
-            .as_array()
+        v.as_array()
             .unwrap()
             .iter()
             .map(|p| p["count"].as_u64().unwrap())

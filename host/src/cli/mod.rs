@@ -5,6 +5,7 @@ mod discover;
 mod output;
 mod policy;
 mod policy_test;
+mod run;
 mod source;
 mod tracker;
 
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 
 pub use output::Format;
+pub use tracker::open_tracker;
 
 /// pcitrack: keeps the inventory of a host's PCI devices (SR-IOV PFs and VFs, plain PCI
 /// devices) and hands them out to workloads, with its decisions made by sandboxed
@@ -28,9 +30,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "PCITRACK_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log format on stderr (default: the configuration's `[agent] log_format`, else text).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
 
     /// The command.
     #[command(subcommand)]
@@ -49,6 +51,9 @@ pub enum LogFormat {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent: follow the host's devices (sysfs and uevents), reload policies and
+    /// configuration as they change, and serve the API until SIGTERM.
+    Run(run::RunArgs),
     /// List the host's PCI devices as sysfs describes them (like lspci, plus SR-IOV
     /// relations, network interfaces and VPD).
     Discover(discover::DiscoverArgs),
@@ -58,7 +63,8 @@ pub enum Command {
     Devices(tracker::DevicesArgs),
     /// List the pools of free devices.
     Pools(tracker::PoolsArgs),
-    /// Claim devices for an instance (all or nothing).
+    /// Claim devices for an instance (all or nothing). Asks the running agent when one
+    /// answers, else works on the database file.
     Claim(tracker::ClaimArgs),
     /// Allocate the devices an instance claimed.
     Allocate(tracker::InstanceArgs),
@@ -69,14 +75,28 @@ pub enum Command {
     Policy(policy::PolicyCommand),
 }
 
-/// Sets up tracing on stderr; `RUST_LOG` filters (default `warn`, `info` for the daemon).
+/// Sets up tracing on stderr; `RUST_LOG` filters (default `warn`, `info` for the agent).
 pub fn init_logging(cli: &Cli) {
+    let daemon = matches!(cli.command, Command::Run(_));
+    let default = if daemon { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match cli.log_format {
+    // The file's setting, when the flag is absent; a bad file is reported by the command.
+    let format = cli.log_format.unwrap_or_else(|| {
+        let from_file = cli
+            .config
+            .as_ref()
+            .and_then(|p| Config::load(p).ok())
+            .and_then(|c| c.agent.log_format);
+        match from_file.as_deref() {
+            Some("json") => LogFormat::Json,
+            _ => LogFormat::Text,
+        }
+    });
+    let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
@@ -92,8 +112,12 @@ pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Run(args) = cli.command {
+        return run::run(args, cli.config);
+    }
     let config = load_config(cli.config.as_ref())?;
     match cli.command {
+        Command::Run(_) => unreachable!("handled above"),
         Command::Discover(args) => discover::discover(args, &config),
         Command::Sync(args) => tracker::sync(args, &config),
         Command::Devices(args) => tracker::devices(args, &config),

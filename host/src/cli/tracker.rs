@@ -1,6 +1,9 @@
-//! The tracker's commands: `sync`, `devices`, `pools`, `claim`, `allocate`, `free`. They
-//! work directly on the database file; every operation is one transaction, so they are
-//! safe next to a running agent using the same file.
+//! The tracker's commands: `sync`, `devices`, `pools`, `claim`, `allocate`, `free`.
+//!
+//! `devices` to `free` talk to the running agent when one answers (on `--socket`, or on the
+//! default socket when it is there), and otherwise work directly on the database file. Both
+//! paths run the same code (`crate::ops`) and print the same way; every operation is one
+//! transaction, so the direct path is safe next to a running agent using the same file.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,14 +11,15 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use pcitrack_model::{DevType, DeviceStatus};
-use pcitrack_tracker::{AliasTable, DeviceFilter, PciRequest, SqliteStore, Tracker};
-use serde::Serialize;
+use pcitrack_tracker::{ClaimedDevice, FreeReport, SqliteStore, Tracker};
 
 use super::output::{Format, table};
 use super::source::{DeviceSource, read_devices};
+use crate::client::Client;
 use crate::config::Config;
+use crate::ops::{self, ClaimRequest, DeviceRow, DevicesQuery, InstanceRequest, PoolRow};
 
-/// Where the database is.
+/// Where the database is (for `sync`, which always works on the file).
 #[derive(Debug, Args)]
 pub struct DbArg {
     /// Database file (default: the configuration's, else `<state_dir>/pcitrack.db`).
@@ -30,6 +34,40 @@ impl DbArg {
     }
 }
 
+/// Whom to ask: the running agent, or the database file.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Talk to the agent on this unix socket (default: the agent's default socket when an
+    /// agent answers there).
+    #[arg(long, value_name = "PATH", conflicts_with = "db")]
+    pub socket: Option<PathBuf>,
+    /// Work directly on this database file instead of asking the agent.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+}
+
+/// The running agent, or the database file.
+enum Target {
+    Agent(Client),
+    Direct(Box<Tracker<SqliteStore>>),
+}
+
+impl TargetArgs {
+    fn resolve(&self, config: &Config) -> anyhow::Result<Target> {
+        if let Some(socket) = &self.socket {
+            return Ok(Target::Agent(Client::new(socket)));
+        }
+        if self.db.is_none() {
+            let client = Client::new(config.socket());
+            if client.reachable() {
+                return Ok(Target::Agent(client));
+            }
+        }
+        let path = self.db.clone().unwrap_or_else(|| config.db());
+        Ok(Target::Direct(Box::new(open_tracker(&path)?)))
+    }
+}
+
 /// Opens (creating if needed) the database at `path`.
 pub fn open_tracker(path: &Path) -> anyhow::Result<Tracker<SqliteStore>> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -37,6 +75,16 @@ pub fn open_tracker(path: &Path) -> anyhow::Result<Tracker<SqliteStore>> {
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     Tracker::open(path).with_context(|| format!("opening the database {}", path.display()))
+}
+
+/// The query string of a devices query (absent filters are left out).
+fn query_string(q: &DevicesQuery) -> anyhow::Result<String> {
+    let encoded = serde_urlencoded::to_string(q).context("encoding the filters")?;
+    Ok(if encoded.is_empty() {
+        String::new()
+    } else {
+        format!("?{encoded}")
+    })
 }
 
 /// `pcitrack sync`.
@@ -107,7 +155,7 @@ pub fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Args)]
 pub struct DevicesArgs {
     #[command(flatten)]
-    db: DbArg,
+    target: TargetArgs,
     /// Only devices with this status.
     #[arg(long)]
     status: Option<DeviceStatus>,
@@ -117,49 +165,32 @@ pub struct DevicesArgs {
     /// Only devices of this type (type-PCI, type-PF, type-VF, vdpa).
     #[arg(long = "type")]
     dev_type: Option<DevType>,
+    /// Only this vendor id (4 hex digits).
+    #[arg(long)]
+    vendor_id: Option<String>,
+    /// Only this product id (4 hex digits).
+    #[arg(long)]
+    product_id: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
 
-#[derive(Serialize)]
-struct DeviceRow {
-    address: String,
-    status: DeviceStatus,
-    dev_type: DevType,
-    vendor_id: String,
-    product_id: String,
-    parent_addr: Option<String>,
-    instance_uuid: Option<String>,
-    numa_node: Option<u32>,
-    tags: std::collections::BTreeMap<String, String>,
-    remote_managed: bool,
-}
-
 /// Lists tracked devices.
 pub fn devices(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let mut tracker = args.db.open(config)?;
-    let filter = DeviceFilter {
+    let query = DevicesQuery {
         status: args.status,
         instance: args.instance,
         dev_type: args.dev_type,
+        vendor_id: args.vendor_id,
+        product_id: args.product_id,
     };
-    let rows: Vec<DeviceRow> = tracker
-        .devices(&filter)?
-        .into_iter()
-        .map(|t| DeviceRow {
-            address: t.profile.device.address.to_string(),
-            status: t.status,
-            dev_type: t.profile.device.dev_type,
-            vendor_id: format!("{:04x}", t.profile.device.vendor_id),
-            product_id: format!("{:04x}", t.profile.device.product_id),
-            parent_addr: t.profile.device.parent_addr.map(|a| a.to_string()),
-            instance_uuid: t.instance_uuid,
-            numa_node: t.profile.device.numa_node,
-            tags: t.profile.tags,
-            remote_managed: t.profile.remote_managed,
-        })
-        .collect();
+    let rows: Vec<DeviceRow> = match args.target.resolve(config)? {
+        Target::Agent(c) => c
+            .get(&format!("/v1/devices{}", query_string(&query)?))?
+            .json()?,
+        Target::Direct(mut t) => ops::devices(&mut t, &query)?,
+    };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Table => {
@@ -200,7 +231,7 @@ pub fn devices(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Args)]
 pub struct PoolsArgs {
     #[command(flatten)]
-    db: DbArg,
+    target: TargetArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -208,20 +239,16 @@ pub struct PoolsArgs {
 
 /// Lists the pools of free devices.
 pub fn pools(args: PoolsArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let mut tracker = args.db.open(config)?;
-    let pools = tracker.pools()?;
+    let pools: Vec<PoolRow> = match args.target.resolve(config)? {
+        Target::Agent(c) => c.get("/v1/pools")?.json()?,
+        Target::Direct(mut t) => ops::pools(&mut t)?,
+    };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&pools)?),
         Format::Table => {
             let cells: Vec<Vec<String>> = pools
-                .pools()
                 .iter()
-                .map(|p| {
-                    vec![
-                        p.count.to_string(),
-                        serde_json::to_string(&p.key).unwrap_or_default(),
-                    ]
-                })
+                .map(|p| vec![p.count.to_string(), p.key.to_string()])
                 .collect();
             print!("{}", table(&["COUNT", "POOL"], &cells));
         }
@@ -234,7 +261,7 @@ pub fn pools(args: PoolsArgs, config: &Config) -> anyhow::Result<ExitCode> {
 #[command(group(clap::ArgGroup::new("what").required(true).args(["spec", "alias"])))]
 pub struct ClaimArgs {
     #[command(flatten)]
-    db: DbArg,
+    target: TargetArgs,
     /// The instance the devices are for.
     #[arg(long)]
     instance: String,
@@ -255,16 +282,16 @@ pub struct ClaimArgs {
 
 /// Claims devices for an instance: all of them or none.
 pub fn claim(args: ClaimArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let request = match (&args.spec, &args.alias) {
-        (Some(spec), _) => PciRequest::from_spec_json(spec, args.count).context("--spec")?,
-        (None, Some(alias)) => AliasTable::parse(&config.pci.alias)
-            .context("[pci] alias in the configuration")?
-            .request(alias, args.count, None)
-            .with_context(|| format!("--alias {alias}"))?,
-        (None, None) => unreachable!("clap requires one"),
+    let req = ClaimRequest {
+        instance: args.instance.clone(),
+        spec: args.spec,
+        alias: args.alias,
+        count: args.count,
     };
-    let mut tracker = args.db.open(config)?;
-    let claimed = tracker.claim(&args.instance, &[request], None)?;
+    let claimed: Vec<ClaimedDevice> = match args.target.resolve(config)? {
+        Target::Agent(c) => c.post("/v1/claim", &req)?.json()?,
+        Target::Direct(mut t) => ops::claim(&mut t, &req, &config.pci.alias)?,
+    };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&claimed)?),
         Format::Table => {
@@ -283,7 +310,7 @@ pub fn claim(args: ClaimArgs, config: &Config) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Args)]
 pub struct InstanceArgs {
     #[command(flatten)]
-    db: DbArg,
+    target: TargetArgs,
     /// The instance.
     #[arg(long)]
     instance: String,
@@ -294,14 +321,13 @@ pub struct InstanceArgs {
 
 /// Allocates what an instance claimed.
 pub fn allocate(args: InstanceArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let mut tracker = args.db.open(config)?;
-    let allocated = tracker.allocate(&args.instance)?;
-    if allocated.is_empty() {
-        bail!(
-            "instance {} has no claimed devices to allocate",
-            args.instance
-        );
-    }
+    let req = InstanceRequest {
+        instance: args.instance.clone(),
+    };
+    let allocated: Vec<String> = match args.target.resolve(config)? {
+        Target::Agent(c) => c.post("/v1/allocate", &req)?.json()?,
+        Target::Direct(mut t) => ops::allocate(&mut t, &req)?,
+    };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&allocated)?),
         Format::Table => allocated
@@ -313,8 +339,13 @@ pub fn allocate(args: InstanceArgs, config: &Config) -> anyhow::Result<ExitCode>
 
 /// Frees everything an instance holds.
 pub fn free(args: InstanceArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    let mut tracker = args.db.open(config)?;
-    let report = tracker.free(&args.instance)?;
+    let req = InstanceRequest {
+        instance: args.instance.clone(),
+    };
+    let report: FreeReport = match args.target.resolve(config)? {
+        Target::Agent(c) => c.post("/v1/free", &req)?.json()?,
+        Target::Direct(mut t) => ops::free(&mut t, &req)?,
+    };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => {

@@ -1,5 +1,7 @@
 //! What the CLI tests share: running the binary with its state kept in a temp dir.
 
+pub mod daemon;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

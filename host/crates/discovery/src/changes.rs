@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pcitrack_model::{Device, PciAddress};
 
-use crate::socket::{Received, UeventSocket};
+use crate::socket::{Received, UeventSource};
 use crate::uevent::UEvent;
 
 /// A change in the host's inventory.
@@ -53,7 +53,7 @@ impl Burst {
 /// Gathers events from `socket` until it has been quiet for `quiet` or `cap` has passed since
 /// the first event. Returns `None` when nothing arrived within `wait`.
 pub fn next_burst(
-    socket: &UeventSocket,
+    socket: &dyn UeventSource,
     wait: Duration,
     quiet: Duration,
     cap: Duration,

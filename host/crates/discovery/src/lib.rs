@@ -8,6 +8,7 @@
 mod attrs;
 pub mod changes;
 pub mod fixture;
+pub mod relay;
 mod scan;
 pub mod socket;
 mod table;

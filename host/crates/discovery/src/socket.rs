@@ -30,6 +30,19 @@ pub enum Received {
     Timeout,
 }
 
+/// Where uevents come from: the kernel's netlink socket, or a relay socket (tests, or a
+/// container whose host forwards its uevents).
+pub trait UeventSource: Send {
+    /// Waits up to `timeout` for one packet and judges it.
+    fn recv(&self, timeout: Duration) -> io::Result<Received>;
+}
+
+impl UeventSource for UeventSocket {
+    fn recv(&self, timeout: Duration) -> io::Result<Received> {
+        UeventSocket::recv(self, timeout)
+    }
+}
+
 /// A subscribed uevent socket.
 pub struct UeventSocket {
     fd: OwnedFd,

@@ -268,6 +268,7 @@ impl PolicySet {
             let result = policy
                 .call_cleanup(&wit_tracked, &indices)
                 .and_then(|v| check_cleanup(v, indices.len()));
+            policy.stats.record(indices.len(), &result);
             let mut still = Vec::new();
             match result {
                 Ok(verdicts) => {
@@ -477,6 +478,7 @@ fn settle(
     targets: &[u32],
     result: Result<Vec<Remembered>, CallError>,
 ) -> Vec<Remembered> {
+    policy.stats.record(targets.len(), &result);
     match result {
         Ok(verdicts) => {
             policy.last_verdicts.record(

@@ -69,28 +69,79 @@ pub fn load_policies(
     };
     let mut from_files: Vec<Arc<Policy>> = Vec::new();
     for path in &files {
-        let name = policy_name(path);
-        let loaded = std::fs::read(path)
-            .map_err(|source| LoadError::Read {
-                name: name.clone(),
-                path: path.clone(),
-                source,
-            })
-            .and_then(|bytes| {
-                Policy::load(
-                    engine,
-                    &name,
-                    &bytes,
-                    PolicyOrigin::File(path.clone()),
-                    &config(&name),
-                    cache,
-                )
-            });
-        match loaded {
+        match load_file(engine, path, config, cache) {
             Ok(p) => from_files.push(Arc::new(p)),
             Err(e) => errors.push(e),
         }
     }
+    let replaced: Vec<PolicyKind> = PolicyKind::ALL
+        .into_iter()
+        .filter(|&k| {
+            from_files
+                .iter()
+                .any(|p| is_default_name_of(p.name(), k) && p.kind() == k)
+        })
+        .collect();
+    let (defaults, default_errors) = load_embedded(engine, config, cache, &replaced);
+    errors.extend(default_errors);
+    Loaded {
+        set: assemble(&from_files, &defaults),
+        errors,
+    }
+}
+
+/// Reads and loads one policy file, named after its file stem.
+pub fn load_file(
+    engine: &PolicyEngine,
+    path: &Path,
+    config: &dyn Fn(&str) -> String,
+    cache: Option<&ArtifactCache>,
+) -> Result<Policy, LoadError> {
+    let name = policy_name(path);
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        name: name.clone(),
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Policy::load(
+        engine,
+        &name,
+        &bytes,
+        PolicyOrigin::File(path.to_path_buf()),
+        &config(&name),
+        cache,
+    )
+}
+
+/// Loads the embedded defaults, except those of the kinds in `skip` (replaced by a file).
+pub fn load_embedded(
+    engine: &PolicyEngine,
+    config: &dyn Fn(&str) -> String,
+    cache: Option<&ArtifactCache>,
+    skip: &[PolicyKind],
+) -> (Vec<Arc<Policy>>, Vec<LoadError>) {
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for e in EMBEDDED.iter().filter(|e| !skip.contains(&e.kind)) {
+        match Policy::load(
+            engine,
+            e.name,
+            e.bytes,
+            PolicyOrigin::Embedded,
+            &config(e.name),
+            cache,
+        ) {
+            Ok(p) => loaded.push(Arc::new(p)),
+            Err(err) => errors.push(err),
+        }
+    }
+    (loaded, errors)
+}
+
+/// The effective chains from the policies loaded from files (in file-name order) and the
+/// embedded defaults: per kind, the files first, then the file named like that kind's default
+/// if there is one, else the default itself.
+pub fn assemble(from_files: &[Arc<Policy>], defaults: &[Arc<Policy>]) -> PolicySet {
     let mut chain = Vec::new();
     for kind in PolicyKind::ALL {
         chain.extend(
@@ -104,33 +155,16 @@ pub fn load_policies(
             .find(|p| p.kind() == kind && is_default_name_of(p.name(), kind));
         match replacement {
             Some(p) => chain.push(p.clone()),
-            None => {
-                for e in EMBEDDED.iter().filter(|e| e.kind == kind) {
-                    match Policy::load(
-                        engine,
-                        e.name,
-                        e.bytes,
-                        PolicyOrigin::Embedded,
-                        &config(e.name),
-                        cache,
-                    ) {
-                        Ok(p) => chain.push(Arc::new(p)),
-                        Err(err) => errors.push(err),
-                    }
-                }
-            }
+            None => chain.extend(defaults.iter().filter(|p| p.kind() == kind).cloned()),
         }
     }
     // A file named like a default but of another kind extends its own kind's chain.
-    for p in &from_files {
+    for p in from_files {
         if is_default_name(p.name()) && !is_default_name_of(p.name(), p.kind()) {
             chain.push(p.clone());
         }
     }
-    Loaded {
-        set: PolicySet::new(chain),
-        errors,
-    }
+    PolicySet::new(chain)
 }
 
 fn is_default_name(name: &str) -> bool {

@@ -19,13 +19,17 @@ mod evaluate;
 mod load;
 mod memory;
 mod policy;
+mod stats;
 
 pub use cache::ArtifactCache;
 pub use chain::{Assessment, CleanupCandidate, CleanupOutcome, CleanupVerdict, PolicySet};
-pub use directory::{Loaded, load_policies, policy_files, policy_name};
+pub use directory::{
+    Loaded, assemble, load_embedded, load_file, load_policies, policy_files, policy_name,
+};
 pub use embedded::{EMBEDDED, EmbeddedPolicy};
 pub use engine::{Limits, PolicyEngine};
 pub use error::{CallError, LoadError};
 pub use load::{PolicyKind, inspect};
 pub use memory::Tags;
 pub use policy::{Policy, PolicyOrigin};
+pub use stats::{PolicyStats, StatsSnapshot};

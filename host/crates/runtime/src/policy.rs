@@ -14,6 +14,7 @@ use crate::error::{CallError, LoadError};
 use crate::evaluate::{StoreState, linker, with_instance};
 use crate::load::{PolicyKind, check_header, classify};
 use crate::memory::VerdictMemory;
+use crate::stats::{PolicyStats, StatsSnapshot};
 
 /// Where a policy came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub struct Policy {
     /// Each device's last verdict from this policy (matcher or tagger), for when a call
     /// fails.
     pub(crate) last_verdicts: VerdictMemory,
+    /// Calls and failures of this version.
+    pub(crate) stats: PolicyStats,
 }
 
 /// The body every call shares: a fresh instance, `init` with the policy's configuration
@@ -132,6 +135,7 @@ impl Policy {
             from_cache,
             load_time: std::time::Duration::ZERO,
             last_verdicts: VerdictMemory::default(),
+            stats: PolicyStats::default(),
         };
         policy.info = policy.start().map_err(|e| match e {
             CallError::Refused(reason) => LoadError::ConfigRefused {
@@ -209,6 +213,11 @@ impl Policy {
     /// How long loading took (compile or cache load, pre-link, first init).
     pub fn load_time(&self) -> std::time::Duration {
         self.load_time
+    }
+
+    /// Its calls and failures since it was loaded.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
     }
 
     /// One matcher call: a fresh instance, `init`, `evaluate`.

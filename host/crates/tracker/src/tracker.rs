@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use pcitrack_model::{DevType, DeviceStatus, PciAddress};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::cleanup::CleanupPolicy;
@@ -21,7 +21,7 @@ use crate::store::{SqliteStore, Store, StoreError};
 use crate::sync::{Assessed, SyncReport, sync_in};
 
 /// A device a claim reserved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimedDevice {
     /// The device.
     pub address: PciAddress,
@@ -40,7 +40,7 @@ pub struct ClaimedDevice {
 }
 
 /// What a free did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FreeReport {
     /// The devices released (the instance's, not their relatives).
     pub freed: Vec<PciAddress>,

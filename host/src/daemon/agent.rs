@@ -1,0 +1,427 @@
+//! The agent's state and the things it does: reconcile, reload policies, reload its
+//! configuration, and serve the tracker's operations. Everything the API, the watchers and
+//! the uevent listeners do goes through here.
+//!
+//! Locking: one reconcile at a time (`reconcile_lock`, held from the scan to the commit so an
+//! older scan can never be written after a newer one); the tracker behind its own mutex, held
+//! for one transaction at a time (claims and syncs interleave, and SQLite's write lock backs
+//! it for other processes); policies in an `ArcSwap`, so an evaluation keeps the set it
+//! started with while a reload swaps in the next one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use pcitrack_model::DeviceStatus;
+use pcitrack_runtime::PolicySet;
+use pcitrack_tracker::{DeviceFilter, SqliteStore, Tracker};
+use serde::Serialize;
+
+use super::metrics::Metrics;
+use super::registry::{PoliciesReport, PolicyRegistry, RefreshReport};
+use crate::config::Config;
+use crate::pipeline::{RuntimeCleanup, evaluate};
+
+/// Settings given on the command line; they win over the file, also after a reload.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `[agent] sysfs_root`.
+    pub sysfs_root: Option<PathBuf>,
+    /// `[agent] policies_dir`.
+    pub policies_dir: Option<PathBuf>,
+    /// `[agent] state_dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `[agent] db`.
+    pub db: Option<PathBuf>,
+    /// `[agent] resync_interval_secs`.
+    pub resync_interval_secs: Option<u64>,
+    /// `[agent] uevent_relay`.
+    pub uevent_relay: Option<PathBuf>,
+    /// `[agent] netlink = false`.
+    pub no_netlink: bool,
+    /// `[api] socket`.
+    pub socket: Option<PathBuf>,
+    /// `[api] listen`.
+    pub listen: Option<String>,
+}
+
+impl Overrides {
+    /// `config` with these settings applied.
+    pub fn apply(&self, mut config: Config) -> Config {
+        let a = &mut config.agent;
+        macro_rules! set {
+            ($field:expr, $value:expr) => {
+                if let Some(v) = &$value {
+                    $field = Some(v.clone());
+                }
+            };
+        }
+        set!(a.sysfs_root, self.sysfs_root);
+        set!(a.policies_dir, self.policies_dir);
+        set!(a.state_dir, self.state_dir);
+        set!(a.db, self.db);
+        set!(a.resync_interval_secs, self.resync_interval_secs);
+        set!(a.uevent_relay, self.uevent_relay);
+        if self.no_netlink {
+            a.netlink = Some(false);
+        }
+        set!(config.api.socket, self.socket);
+        set!(config.api.listen, self.listen);
+        config
+    }
+}
+
+/// The outcome of one reconcile pass, as the API reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconcileSummary {
+    /// What started it (`start`, `uevent`, `timer`, `policy`, `config`, `api`).
+    pub trigger: String,
+    /// When it finished, in seconds since the Unix epoch.
+    pub at: u64,
+    /// How long it took, in milliseconds.
+    pub duration_ms: f64,
+    /// Devices sysfs reported.
+    pub discovered: usize,
+    /// Devices sysfs could not read (each was named in the log).
+    pub skipped: usize,
+    /// Devices the matchers made assignable.
+    pub assignable: usize,
+    /// Tracked devices added, updated, deleted, kept.
+    pub added: usize,
+    /// See `added`.
+    pub updated: usize,
+    /// See `added`.
+    pub deleted: usize,
+    /// See `added`.
+    pub kept: usize,
+}
+
+/// One device's verdict from the last reconcile, tracked or not: why a device is (not)
+/// assignable is the first thing an operator asks.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerdictRow {
+    /// PCI address.
+    pub address: String,
+    /// Vendor id.
+    pub vendor_id: String,
+    /// Product id.
+    pub product_id: String,
+    /// Type.
+    pub dev_type: pcitrack_model::DevType,
+    /// The matchers' (and taggers') verdict.
+    pub assignable: bool,
+    /// Its tags.
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// The deciding policy.
+    pub decided_by: String,
+    /// Why not assignable, or which failure forced a fallback.
+    pub reason: Option<String>,
+}
+
+/// The running agent.
+pub struct Agent {
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+    config: ArcSwap<Config>,
+    policies: ArcSwap<PolicySet>,
+    registry: Mutex<PolicyRegistry>,
+    tracker: Mutex<Tracker<SqliteStore>>,
+    reconcile_lock: Mutex<()>,
+    verdicts: ArcSwap<Vec<VerdictRow>>,
+    last_reconcile: Mutex<Option<ReconcileSummary>>,
+    last_config_error: Mutex<Option<String>>,
+    stopping: AtomicBool,
+    /// The agent's counters.
+    pub metrics: Metrics,
+    started: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these leaves consistent data (the tracker rolls back).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Reads the configuration file (or the defaults) and applies the overrides.
+pub fn effective_config(path: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+    let config = match path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let config = overrides.apply(config);
+    config.validate(path.unwrap_or(Path::new("command line")))?;
+    Ok(config)
+}
+
+impl Agent {
+    /// Opens the database, loads the policies and reconciles once.
+    pub fn start(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<Arc<Agent>> {
+        let config = effective_config(config_path.as_deref(), &overrides)
+            .context("loading the configuration")?;
+        let state = config.state_dir();
+        std::fs::create_dir_all(&state)
+            .with_context(|| format!("creating the state directory {}", state.display()))?;
+        let tracker = crate::cli::open_tracker(&config.db())?;
+        let mut registry =
+            PolicyRegistry::new(&config, &config.policies_dir()).map_err(anyhow::Error::msg)?;
+        let refresh = registry.refresh();
+        let set = registry.set();
+        let metrics = Metrics::default();
+        metrics.reload("loaded", refresh.loaded.len() as u64);
+        metrics.reload("refused", refresh.refused.len() as u64);
+        let agent = Arc::new(Agent {
+            config_path,
+            overrides,
+            config: ArcSwap::from_pointee(config),
+            policies: ArcSwap::from_pointee(set),
+            registry: Mutex::new(registry),
+            tracker: Mutex::new(tracker),
+            reconcile_lock: Mutex::new(()),
+            verdicts: ArcSwap::from_pointee(Vec::new()),
+            last_reconcile: Mutex::new(None),
+            last_config_error: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            metrics,
+            started: Instant::now(),
+        });
+        agent.reconcile("start").context("the first reconcile")?;
+        Ok(agent)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Scans sysfs, evaluates the policies and brings the database in line. One at a time.
+    pub fn reconcile(&self, trigger: &str) -> anyhow::Result<ReconcileSummary> {
+        let _one = lock(&self.reconcile_lock);
+        if self.stopping() {
+            anyhow::bail!("the agent is stopping");
+        }
+        let span = tracing::info_span!("reconcile", trigger);
+        let _enter = span.enter();
+        let started = Instant::now();
+        let result = self.reconcile_locked(trigger, started);
+        match &result {
+            Ok(s) => {
+                self.metrics
+                    .reconciled(trigger, started.elapsed().as_secs_f64());
+                tracing::info!(
+                    duration_ms = s.duration_ms,
+                    discovered = s.discovered,
+                    added = s.added,
+                    updated = s.updated,
+                    deleted = s.deleted,
+                    "reconciled"
+                );
+                *lock(&self.last_reconcile) = Some(s.clone());
+            }
+            Err(e) => {
+                self.metrics.reconcile_failed();
+                tracing::error!(error = %format!("{e:#}"), "reconcile failed; nothing changed");
+            }
+        }
+        result
+    }
+
+    fn reconcile_locked(
+        &self,
+        trigger: &str,
+        started: Instant,
+    ) -> anyhow::Result<ReconcileSummary> {
+        let root = self.config().sysfs_root();
+        let listing = root.join("bus/pci/devices");
+        // An unreadable listing is not an empty host: deleting every device on a transient
+        // error would be the worst possible answer.
+        std::fs::read_dir(&listing)
+            .with_context(|| format!("cannot list {}", listing.display()))?;
+        let report = pcitrack_discovery::scan(&root);
+        for s in &report.skipped {
+            tracing::warn!(device = %s.entry, reason = %s.reason, "skipped an unreadable device");
+        }
+        let set = self.policies.load_full();
+        let verdicts = evaluate(&set, &report.devices);
+        let assessed: Vec<_> = verdicts.iter().map(|v| v.assessed.clone()).collect();
+        let sync = {
+            let mut tracker = lock(&self.tracker);
+            tracker
+                .sync(&assessed, &RuntimeCleanup(&set))
+                .context("writing the reconcile")?
+        };
+        for a in &sync.added {
+            tracing::info!(device = %a, "device added");
+        }
+        for a in &sync.deleted {
+            tracing::info!(device = %a, "device deleted");
+        }
+        for (a, why) in &sync.kept {
+            tracing::debug!(device = %a, reason = %why, "unreported device kept");
+        }
+        let rows = verdicts
+            .iter()
+            .map(|v| VerdictRow {
+                address: v.assessed.device.address.to_string(),
+                vendor_id: format!("{:04x}", v.assessed.device.vendor_id),
+                product_id: format!("{:04x}", v.assessed.device.product_id),
+                dev_type: v.assessed.device.dev_type,
+                assignable: v.assessed.assignable,
+                tags: v.assessed.tags.clone(),
+                decided_by: v.assessed.decided_by.clone(),
+                reason: v.reason.clone(),
+            })
+            .collect();
+        self.verdicts.store(Arc::new(rows));
+        Ok(ReconcileSummary {
+            trigger: trigger.to_string(),
+            at: now_secs(),
+            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+            discovered: report.devices.len(),
+            skipped: report.skipped.len(),
+            assignable: assessed.iter().filter(|a| a.assignable).count(),
+            added: sync.added.len(),
+            updated: sync.updated.len(),
+            deleted: sync.deleted.len(),
+            kept: sync.kept.len(),
+        })
+    }
+
+    /// Looks at the policies directory again and swaps in what changed; reconciles when a
+    /// matcher or tagger changed, since devices may have become assignable or not.
+    pub fn refresh_policies(&self) -> RefreshReport {
+        let report = {
+            let mut registry = lock(&self.registry);
+            let report = registry.refresh();
+            if !report.kinds.is_empty() {
+                self.policies.store(Arc::new(registry.set()));
+            }
+            report
+        };
+        self.metrics.reload("loaded", report.loaded.len() as u64);
+        self.metrics.reload("refused", report.refused.len() as u64);
+        if report.affects_assessment() {
+            let _ = self.reconcile("policy");
+        }
+        report
+    }
+
+    /// Reads the configuration again. A configuration that does not parse, or that a policy
+    /// refuses, is not taken: the last good one stays, and the error is kept for the API.
+    pub fn reload_config(&self) -> anyhow::Result<()> {
+        let result = self.try_reload_config();
+        match &result {
+            Ok(()) => {
+                self.metrics.reload("config-loaded", 1);
+                *lock(&self.last_config_error) = None;
+                tracing::info!("configuration reloaded");
+                let _ = self.reconcile("config");
+            }
+            Err(e) => {
+                self.metrics.reload("config-refused", 1);
+                let text = format!("{e:#}");
+                tracing::error!(error = %text, "configuration refused; the last good one stays");
+                *lock(&self.last_config_error) = Some(text);
+            }
+        }
+        result
+    }
+
+    fn try_reload_config(&self) -> anyhow::Result<()> {
+        let config = effective_config(self.config_path.as_deref(), &self.overrides)?;
+        let old = self.config();
+        for (what, a, b) in [
+            ("[agent] db", old.db(), config.db()),
+            ("[api] socket", old.socket(), config.socket()),
+        ] {
+            if a != b {
+                tracing::warn!(setting = what, "changed; takes effect at the next start");
+            }
+        }
+        let mut registry =
+            PolicyRegistry::new(&config, &config.policies_dir()).map_err(anyhow::Error::msg)?;
+        registry.refresh();
+        if let Some(e) = registry.config_refusals().first() {
+            anyhow::bail!("a policy refused the new configuration: {e}");
+        }
+        let set = registry.set();
+        *lock(&self.registry) = registry;
+        self.policies.store(Arc::new(set));
+        self.config.store(Arc::new(config));
+        Ok(())
+    }
+
+    /// Runs `f` on the tracker, one transaction at a time.
+    pub fn with_tracker<R>(&self, f: impl FnOnce(&mut Tracker<SqliteStore>) -> R) -> R {
+        f(&mut lock(&self.tracker))
+    }
+
+    /// The effective chains and every policy's status.
+    pub fn policies_report(&self) -> PoliciesReport {
+        lock(&self.registry).report()
+    }
+
+    /// The verdicts of the last reconcile.
+    pub fn verdicts(&self) -> Arc<Vec<VerdictRow>> {
+        self.verdicts.load_full()
+    }
+
+    /// Devices by status, for metrics.
+    pub fn devices_by_status(&self) -> Vec<(String, i64)> {
+        let devices = self
+            .with_tracker(|t| t.devices(&DeviceFilter::default()))
+            .unwrap_or_default();
+        let mut counts: std::collections::BTreeMap<String, i64> = [
+            DeviceStatus::Available,
+            DeviceStatus::Claimed,
+            DeviceStatus::Allocated,
+            DeviceStatus::Unavailable,
+            DeviceStatus::Unclaimable,
+        ]
+        .iter()
+        .map(|s| (s.to_string(), 0))
+        .collect();
+        for d in devices {
+            *counts.entry(d.status.to_string()).or_default() += 1;
+        }
+        counts.into_iter().collect()
+    }
+
+    /// Health: up, with the last reconcile and the last refused configuration.
+    pub fn health(&self) -> serde_json::Value {
+        let report = self.policies_report();
+        let refused: Vec<&str> = report
+            .policies
+            .iter()
+            .filter_map(|p| p.refused.as_ref().map(|_| p.name.as_str()))
+            .collect();
+        serde_json::json!({
+            "status": "ok",
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "last_reconcile": *lock(&self.last_reconcile),
+            "config_error": *lock(&self.last_config_error),
+            "refused_policies": refused,
+        })
+    }
+
+    /// Stops taking work and waits for the reconcile and the transaction in flight.
+    pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let _reconcile = lock(&self.reconcile_lock);
+        let _tracker = lock(&self.tracker);
+        tracing::info!("in-flight work finished; stopping");
+    }
+}

@@ -1,0 +1,205 @@
+//! The HTTP API (JSON), on a unix socket by default and optionally on TCP with a bearer
+//! token. Handlers parse, hand the work to the agent (tracker work on a blocking thread, one
+//! transaction at a time), and turn the answer or the error into a response; every error is
+//! a JSON object `{"error": "..."}` that names the problem.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::agent::Agent;
+use crate::ops::{self, ClaimRequest, DevicesQuery, InstanceRequest, OpError};
+
+/// An error answer.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        let status = match e {
+            OpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            OpError::Refused(_) => StatusCode::CONFLICT,
+            OpError::NotFound(_) => StatusCode::NOT_FOUND,
+            OpError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError(e.status(), format!("request body: {}", e.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError(e.status(), format!("query: {}", e.body_text()))
+    }
+}
+
+type Answer<T> = Result<Json<T>, ApiError>;
+
+/// Runs blocking agent work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the operation failed: {e}"),
+        )
+    })?
+}
+
+/// The routes; `token` (for TCP) guards every one of them.
+pub fn router(agent: Arc<Agent>, token: Option<String>) -> Router {
+    let routes = Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/devices", get(devices))
+        .route("/v1/verdicts", get(verdicts))
+        .route("/v1/pools", get(pools))
+        .route("/v1/claim", post(claim))
+        .route("/v1/allocate", post(allocate))
+        .route("/v1/free", post(free))
+        .route("/v1/policies", get(policies))
+        .route("/v1/reconcile", post(reconcile))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see the README's API section".into(),
+            )
+        })
+        .with_state(agent);
+    match token {
+        Some(token) => routes.layer(axum::middleware::from_fn(move |req, next| {
+            let token = token.clone();
+            async move { bearer(token, req, next).await }
+        })),
+        None => routes,
+    }
+}
+
+/// Refuses a request without the configured bearer token.
+async fn bearer(token: String, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compare without an early exit, so timing says nothing about the token.
+    let ok = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if ok {
+        next.run(req).await
+    } else {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <[api] token>)".into(),
+        )
+        .into_response()
+    }
+}
+
+async fn health(State(agent): State<Arc<Agent>>) -> Json<serde_json::Value> {
+    Json(agent.health())
+}
+
+async fn devices(
+    State(agent): State<Arc<Agent>>,
+    query: Result<Query<DevicesQuery>, QueryRejection>,
+) -> Answer<Vec<ops::DeviceRow>> {
+    let Query(query) = query?;
+    blocking(move || Ok(agent.with_tracker(|t| ops::devices(t, &query))?))
+        .await
+        .map(Json)
+}
+
+async fn verdicts(State(agent): State<Arc<Agent>>) -> Json<serde_json::Value> {
+    Json(serde_json::to_value(&*agent.verdicts()).unwrap_or_default())
+}
+
+async fn pools(State(agent): State<Arc<Agent>>) -> Answer<Vec<ops::PoolRow>> {
+    blocking(move || Ok(agent.with_tracker(ops::pools)?))
+        .await
+        .map(Json)
+}
+
+async fn claim(
+    State(agent): State<Arc<Agent>>,
+    body: Result<Json<ClaimRequest>, JsonRejection>,
+) -> Answer<Vec<pcitrack_tracker::ClaimedDevice>> {
+    let Json(req) = body?;
+    let aliases = agent.config().pci.alias.clone();
+    blocking(move || Ok(agent.with_tracker(|t| ops::claim(t, &req, &aliases))?))
+        .await
+        .map(Json)
+}
+
+async fn allocate(
+    State(agent): State<Arc<Agent>>,
+    body: Result<Json<InstanceRequest>, JsonRejection>,
+) -> Answer<Vec<String>> {
+    let Json(req) = body?;
+    blocking(move || Ok(agent.with_tracker(|t| ops::allocate(t, &req))?))
+        .await
+        .map(Json)
+}
+
+async fn free(
+    State(agent): State<Arc<Agent>>,
+    body: Result<Json<InstanceRequest>, JsonRejection>,
+) -> Answer<pcitrack_tracker::FreeReport> {
+    let Json(req) = body?;
+    blocking(move || Ok(agent.with_tracker(|t| ops::free(t, &req))?))
+        .await
+        .map(Json)
+}
+
+async fn policies(State(agent): State<Arc<Agent>>) -> Json<impl Serialize> {
+    Json(agent.policies_report())
+}
+
+async fn reconcile(State(agent): State<Arc<Agent>>) -> Answer<super::agent::ReconcileSummary> {
+    blocking(move || {
+        agent
+            .reconcile("api")
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))
+    })
+    .await
+    .map(Json)
+}
+
+async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
+    let text = tokio::task::spawn_blocking(move || {
+        agent
+            .metrics
+            .render(&agent.devices_by_status(), &agent.policies_report())
+    })
+    .await
+    .unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8".parse().unwrap(),
+    );
+    (headers, text).into_response()
+}

@@ -1,0 +1,50 @@
+//! Listening for uevents: each quiet burst of events starts one reconcile.
+//!
+//! Subscribed before the first scan, so no event falls between the scan and the
+//! subscription. One thread per source (the kernel's netlink socket, a relay socket); they
+//! share the agent's one-at-a-time reconcile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pcitrack_discovery::changes::next_burst;
+use pcitrack_discovery::socket::UeventSource;
+
+use super::agent::Agent;
+
+/// How long a burst may stay open: a VF creation burst settles within a few milliseconds;
+/// a cap keeps a flood from delaying the reconcile past the 100 ms target.
+const QUIET: Duration = Duration::from_millis(5);
+const CAP: Duration = Duration::from_millis(40);
+/// How often the thread looks up to see whether the agent is stopping.
+const WAIT: Duration = Duration::from_millis(250);
+
+/// Runs the listener for `source` on its own thread until the agent stops.
+pub fn spawn(agent: Arc<Agent>, name: &'static str, source: Box<dyn UeventSource>) {
+    let spawned = std::thread::Builder::new()
+        .name(format!("uevents-{name}"))
+        .spawn(move || {
+            while !agent.stopping() {
+                match next_burst(source.as_ref(), WAIT, QUIET, CAP) {
+                    Ok(None) => {}
+                    Ok(Some(burst)) => {
+                        agent.metrics.uevents(burst.affected.len() as u64);
+                        if burst.rescan {
+                            tracing::warn!(source = name, "uevents were lost (socket overflow); full rescan");
+                        }
+                        if !burst.affected.is_empty() || burst.rescan {
+                            tracing::debug!(source = name, devices = ?burst.affected, "uevent burst");
+                            let _ = agent.reconcile("uevent");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(source = name, error = %e, "uevent source failed; relying on the periodic resync");
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(source = name, error = %e, "cannot start the uevent listener");
+    }
+}
