@@ -3,10 +3,15 @@
 //! normalised field (`%04x`, `%02x`, `%02x`, `%1x`); missing keys mean `.*`, other keys are
 //! ignored.
 //!
-//! Bus, slot and function have at most 256 values, so their patterns are evaluated once at
-//! parse time into bitmaps and matching a device is three bit tests. The domain has 2^32
-//! values: its pattern is pre-evaluated for domains 0 to 15 (nearly every host) and run as
-//! a regex only for others. `.*` and empty patterns are not compiled at all.
+//! Bus, slot and function have at most 256 values, so each pattern's verdict per value is
+//! remembered in a bitmap and matching a device is (after the first device with that value)
+//! three bit tests. The bitmaps fill on demand rather than at parse time: a policy parses its
+//! configuration in every fresh instance, and evaluating a pattern on all 256 buses up front
+//! cost more than the whole batch's matching, while a host uses a few dozen buses at most.
+//! The domain has 2^32 values: its pattern is remembered for domains 0 to 15 (nearly every
+//! host) and run as a regex for others. `.*` and empty patterns are not compiled at all.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pcitrack_model::PciAddress;
 use regex::bytes::Regex;
@@ -15,31 +20,67 @@ use crate::error::SpecError;
 use crate::pyregex::compile_match;
 use crate::value::Value;
 
-/// A 256-entry table of which field values a pattern accepts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Bitmap([u64; 4]);
+/// Which of a field's first 256 values a pattern accepts, learnt value by value. Atomics
+/// (not `Cell`) keep the spec `Sync`; two threads evaluating one value write the same bit.
+#[derive(Debug, Default)]
+struct Memo {
+    known: [AtomicU64; 4],
+    accepted: [AtomicU64; 4],
+}
 
-impl Bitmap {
-    const ALL: Bitmap = Bitmap([u64::MAX; 4]);
-
-    /// Evaluates `regex` (`None`: matches everything) on `'%0{width}x' % v` for v < count.
-    fn build(regex: Option<&Regex>, count: usize, width: usize) -> Self {
-        let Some(regex) = regex else {
-            return Self::ALL;
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        let copy = |a: &[AtomicU64; 4]| {
+            a.each_ref()
+                .map(|w| AtomicU64::new(w.load(Ordering::Relaxed)))
         };
-        let mut bits = [0u64; 4];
-        let mut buf = [0u8; 8];
-        for v in 0..count {
-            if regex.is_match(hex_text(v as u32, width, &mut buf)) {
-                bits[v / 64] |= 1 << (v % 64);
-            }
+        Memo {
+            known: copy(&self.known),
+            accepted: copy(&self.accepted),
         }
-        Bitmap(bits)
+    }
+}
+
+/// One field's pattern: absent (`.*`, matches everything) or a regex with its memo.
+#[derive(Debug, Clone)]
+struct FieldPattern {
+    regex: Option<Regex>,
+    memo: Memo,
+    /// Values below this are remembered; others run the regex each time.
+    limit: u32,
+    /// Digits of `'%0{width}x'`.
+    width: usize,
+}
+
+impl FieldPattern {
+    fn new(regex: Option<Regex>, limit: u32, width: usize) -> Self {
+        FieldPattern {
+            regex,
+            memo: Memo::default(),
+            limit,
+            width,
+        }
     }
 
+    /// Whether the pattern accepts `'%0{width}x' % v`.
     #[inline]
-    fn get(&self, v: u8) -> bool {
-        self.0[usize::from(v) / 64] & (1 << (v % 64)) != 0
+    fn accepts(&self, v: u32) -> bool {
+        let Some(regex) = &self.regex else {
+            return true;
+        };
+        if v >= self.limit {
+            return regex.is_match(hex_text(v, self.width, &mut [0u8; 8]));
+        }
+        let (word, bit) = ((v / 64) as usize, 1u64 << (v % 64));
+        if self.memo.known[word].load(Ordering::Relaxed) & bit != 0 {
+            return self.memo.accepted[word].load(Ordering::Relaxed) & bit != 0;
+        }
+        let accepted = regex.is_match(hex_text(v, self.width, &mut [0u8; 8]));
+        if accepted {
+            self.memo.accepted[word].fetch_or(bit, Ordering::Relaxed);
+        }
+        self.memo.known[word].fetch_or(bit, Ordering::Relaxed);
+        accepted
     }
 }
 
@@ -47,17 +88,13 @@ impl Bitmap {
 #[derive(Debug, Clone)]
 pub struct RegexSpec {
     patterns: [String; 4],
-    /// `None` when the domain pattern is `.*` or empty (matches every domain).
-    domain: Option<Regex>,
-    /// The domain pattern's verdict for domains 0 to 15.
-    low_domains: u16,
-    bus: Bitmap,
-    /// Slots 0 to 0x1f and functions 0 to 7 (the PCI limits) are pre-evaluated; the
-    /// regexes are kept for out-of-range values, which a hand-built `PciAddress` can hold.
-    slot: Bitmap,
-    func: Bitmap,
-    slot_regex: Option<Regex>,
-    func_regex: Option<Regex>,
+    /// Remembered for domains 0 to 15; others run the regex.
+    domain: FieldPattern,
+    bus: FieldPattern,
+    /// Remembered up to the PCI limits (slots 0 to 0x1f, functions 0 to 7); a hand-built
+    /// `PciAddress` beyond them runs the regex.
+    slot: FieldPattern,
+    func: FieldPattern,
 }
 
 const KEYS: [&str; 4] = ["domain", "bus", "slot", "function"];
@@ -83,15 +120,11 @@ impl RegexSpec {
             patterns[slot] = pattern.to_string();
         }
         let [domain, bus, slot, func] = compiled;
-        let low_domains = Bitmap::build(domain.as_ref(), 16, 4).0[0] as u16;
         Ok(RegexSpec {
-            bus: Bitmap::build(bus.as_ref(), 256, 2),
-            slot: Bitmap::build(slot.as_ref(), 32, 2),
-            func: Bitmap::build(func.as_ref(), 8, 1),
-            slot_regex: slot,
-            func_regex: func,
-            domain,
-            low_domains,
+            domain: FieldPattern::new(domain, 16, 4),
+            bus: FieldPattern::new(bus, 256, 2),
+            slot: FieldPattern::new(slot, 32, 2),
+            func: FieldPattern::new(func, 8, 1),
             patterns,
         })
     }
@@ -99,14 +132,10 @@ impl RegexSpec {
     /// Whether a device address passes.
     #[inline]
     pub fn accepts(&self, a: PciAddress) -> bool {
-        field_ok(&self.func, self.func_regex.as_ref(), a.function, 8, 1)
-            && field_ok(&self.slot, self.slot_regex.as_ref(), a.slot, 32, 2)
-            && self.bus.get(a.bus)
-            && match &self.domain {
-                None => true,
-                Some(_) if a.domain < 16 => self.low_domains & (1 << a.domain) != 0,
-                Some(re) => re.is_match(hex_text(a.domain, 4, &mut [0u8; 8])),
-            }
+        self.func.accepts(a.function.into())
+            && self.slot.accepts(a.slot.into())
+            && self.bus.accepts(a.bus.into())
+            && self.domain.accepts(a.domain)
     }
 
     /// The four patterns as written (defaults filled in): domain, bus, slot, function.
@@ -138,16 +167,6 @@ impl RegexSpec {
         );
         let addr: PciAddress = text.parse().ok()?;
         (addr.to_string() == text).then_some(addr)
-    }
-}
-
-/// A pre-evaluated field below `limit`, else the regex itself.
-#[inline]
-fn field_ok(bits: &Bitmap, regex: Option<&Regex>, v: u8, limit: u8, width: usize) -> bool {
-    if v < limit {
-        bits.get(v)
-    } else {
-        regex.is_none_or(|re| re.is_match(hex_text(v.into(), width, &mut [0u8; 8])))
     }
 }
 

@@ -33,7 +33,7 @@ pub enum AddressSpec {
     /// A glob string.
     Glob(GlobSpec),
     /// A dict of regular expressions.
-    Regex(RegexSpec),
+    Regex(Box<RegexSpec>),
 }
 
 impl AddressSpec {
@@ -231,7 +231,7 @@ fn parse_address(address: Option<&Value>) -> Result<AddressSpec, SpecError> {
     match address {
         None => Ok(AddressSpec::Glob(GlobSpec::parse("*:*:*.*")?)),
         Some(Value::Str(s)) => Ok(AddressSpec::Glob(GlobSpec::parse(s)?)),
-        Some(v @ Value::Object(_)) => Ok(AddressSpec::Regex(RegexSpec::parse(v)?)),
+        Some(v @ Value::Object(_)) => Ok(AddressSpec::Regex(Box::new(RegexSpec::parse(v)?))),
         Some(other) => Err(SpecError::wrong_address(other.py_str())),
     }
 }

@@ -179,19 +179,28 @@ impl PolicySet {
             if pending.is_empty() {
                 break;
             }
-            // Devices share a handful of tag sets: send each once and point at it.
+            // Devices share a handful of tag sets (runs of neighbours share one): send each
+            // set once and point at it. The last set seen answers most lookups; a map
+            // answers the rest.
             let mut sets: Vec<Tags> = Vec::new();
             let mut set_of: HashMap<*const (String, String), u32> = HashMap::new();
+            let mut last: Option<(*const (String, String), u32)> = None;
             let candidates: Vec<u64> = pending
                 .iter()
                 .map(|&i| {
                     let tags = &out[i as usize].tags;
-                    let index = *set_of
-                        .entry(Arc::as_ptr(tags) as *const (String, String))
-                        .or_insert_with(|| {
-                            sets.push(tags.clone());
-                            (sets.len() - 1) as u32
-                        });
+                    let ptr = Arc::as_ptr(tags) as *const (String, String);
+                    let index = match last {
+                        Some((p, index)) if p == ptr => index,
+                        _ => {
+                            let index = *set_of.entry(ptr).or_insert_with(|| {
+                                sets.push(tags.clone());
+                                (sets.len() - 1) as u32
+                            });
+                            last = Some((ptr, index));
+                            index
+                        }
+                    };
                     i as u64 | (index as u64) << 32
                 })
                 .collect();
@@ -482,11 +491,8 @@ fn settle(
     match result {
         Ok(verdicts) => {
             policy.last_verdicts.record(
-                targets
-                    .iter()
-                    .zip(&verdicts)
-                    .map(|(&i, v)| (devices[i as usize].address, v.clone()))
-                    .collect(),
+                targets.iter().map(|&i| devices[i as usize].address),
+                &verdicts,
             );
             verdicts
         }

@@ -27,18 +27,41 @@ pub(crate) struct VerdictMemory {
 }
 
 impl VerdictMemory {
-    /// Records verdicts given in address order, replacing earlier ones for those devices.
-    pub(crate) fn record(&self, fresh: Vec<(PciAddress, Remembered)>) {
-        debug_assert!(fresh.windows(2).all(|w| w[0].0 < w[1].0));
+    /// Records the verdicts of one call, given in address order, replacing earlier ones for
+    /// those devices. The common case (the same devices as last time) updates in place with
+    /// no allocation: it runs after every successful call, on thousands of devices.
+    pub(crate) fn record(
+        &self,
+        addresses: impl ExactSizeIterator<Item = PciAddress> + Clone,
+        verdicts: &[Remembered],
+    ) {
+        debug_assert_eq!(addresses.len(), verdicts.len());
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let same_devices = entries.len() == addresses.len()
+            && entries
+                .iter()
+                .zip(addresses.clone())
+                .all(|((a, _), b)| *a == b);
+        if same_devices {
+            for ((_, slot), v) in entries.iter_mut().zip(verdicts) {
+                slot.clone_from(v);
+            }
+            return;
+        }
+        let fresh = addresses.zip(verdicts.iter().cloned());
         if entries.is_empty() {
-            *entries = fresh;
+            entries.extend(fresh);
             return;
         }
         let old = std::mem::take(&mut *entries);
-        let mut merged = Vec::with_capacity(old.len().max(fresh.len()));
+        let mut merged = Vec::with_capacity(old.len().max(verdicts.len()));
         let mut old = old.into_iter().peekable();
         for (address, verdict) in fresh {
+            debug_assert!(
+                merged
+                    .last()
+                    .is_none_or(|(a, _): &(PciAddress, _)| *a < address)
+            );
             while let Some(entry) = old.next_if(|(a, _)| *a < address) {
                 merged.push(entry);
             }
@@ -70,17 +93,39 @@ mod tests {
     #[test]
     fn later_verdicts_replace_earlier_ones_and_others_stay() {
         let m = VerdictMemory::default();
-        m.record(vec![
-            (a(1), Remembered::Abstain),
-            (a(3), Remembered::Abstain),
-        ]);
-        m.record(vec![
-            (a(2), Remembered::Reject("x".into())),
-            (a(3), Remembered::Reject("y".into())),
-        ]);
+        m.record(
+            [a(1), a(3)].into_iter(),
+            &[Remembered::Abstain, Remembered::Abstain],
+        );
+        m.record(
+            [a(2), a(3)].into_iter(),
+            &[
+                Remembered::Reject("x".into()),
+                Remembered::Reject("y".into()),
+            ],
+        );
         assert_eq!(m.recall(a(1)), Some(Remembered::Abstain));
         assert_eq!(m.recall(a(2)), Some(Remembered::Reject("x".into())));
         assert_eq!(m.recall(a(3)), Some(Remembered::Reject("y".into())));
         assert_eq!(m.recall(a(4)), None);
+        // The same devices again: replaced in place.
+        m.record(
+            [a(1), a(2), a(3)].into_iter(),
+            &[
+                Remembered::Reject("p".into()),
+                Remembered::Abstain,
+                Remembered::Abstain,
+            ],
+        );
+        m.record(
+            [a(1), a(2), a(3)].into_iter(),
+            &[
+                Remembered::Abstain,
+                Remembered::Reject("q".into()),
+                Remembered::Abstain,
+            ],
+        );
+        assert_eq!(m.recall(a(1)), Some(Remembered::Abstain));
+        assert_eq!(m.recall(a(2)), Some(Remembered::Reject("q".into())));
     }
 }
