@@ -70,6 +70,9 @@ pub enum Command {
     Allocate(tracker::InstanceArgs),
     /// Free every device an instance holds.
     Free(tracker::InstanceArgs),
+    /// Check a database file: SQLite's integrity check and the tracker's invariants (after a
+    /// crash, a restore, or a manual edit).
+    Check(tracker::CheckArgs),
     /// Work with policies: check, list, evaluate, test, build.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -125,6 +128,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Claim(args) => tracker::claim(args, &config),
         Command::Allocate(args) => tracker::allocate(args, &config),
         Command::Free(args) => tracker::free(args, &config),
+        Command::Check(args) => tracker::check(args, &config),
         Command::Policy(cmd) => policy::run(cmd, &config),
     }
 }

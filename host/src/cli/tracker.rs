@@ -358,3 +358,42 @@ pub fn free(args: InstanceArgs, config: &Config) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `pcitrack check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    db: DbArg,
+}
+
+/// Checks a database file: SQLite's integrity check, then the tracker's invariants. Works on
+/// the file directly (safe next to a running agent: it only reads, in one transaction).
+pub fn check(args: CheckArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let path = args.db.db.clone().unwrap_or_else(|| config.db());
+    if !path.exists() {
+        bail!("no database at {}", path.display());
+    }
+    let mut tracker = args.db.open(config)?;
+    let integrity: String = tracker
+        .store()
+        .connection()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .context("running PRAGMA integrity_check")?;
+    if integrity != "ok" {
+        bail!(
+            "{}: SQLite integrity check failed: {integrity}",
+            path.display()
+        );
+    }
+    pcitrack_tracker::invariants::check(&mut tracker)
+        .map_err(|e| anyhow::anyhow!("{}: invariant violated: {e}", path.display()))?;
+    let n = tracker
+        .devices(&Default::default())
+        .context("reading the devices")?
+        .len();
+    println!(
+        "{}: ok ({n} devices; integrity check and invariants pass)",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -16,10 +16,12 @@
 //! * [`store`]: persistence (the `Store` trait and the SQLite store).
 //! * [`sync`]: reconcile with what the host reports (Nova's `_set_hvdevs`).
 //! * [`tracker`]: the operations, each one transaction.
+//! * [`invariants`]: what must hold of any database, checkable after a crash.
 #![deny(missing_docs)]
 
 pub mod cleanup;
 pub mod device_state;
+pub mod invariants;
 pub mod pools;
 mod prune;
 pub mod record;

@@ -134,77 +134,9 @@ pub fn spec(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The tracker's invariants: owners exactly on devices in use; a PF and its children never in
-/// use together; statuses of devices nobody holds derived from their relatives; pools equal to
-/// the free devices.
+/// The tracker's invariants (see `pcitrack_tracker::invariants`).
 pub fn check_invariants<S: pcitrack_tracker::Store>(
     t: &mut pcitrack_tracker::Tracker<S>,
 ) -> Result<(), String> {
-    use pcitrack_model::DeviceStatus::*;
-    let devices = t.devices(&Default::default()).map_err(|e| e.to_string())?;
-    let by: BTreeMap<PciAddress, &pcitrack_tracker::TrackedDevice> =
-        devices.iter().map(|d| (d.address(), d)).collect();
-    for d in &devices {
-        let a = d.address();
-        if d.status.is_in_use() != d.instance_uuid.is_some() {
-            return Err(format!(
-                "{a} is {} with owner {:?}",
-                d.status, d.instance_uuid
-            ));
-        }
-        if matches!(d.status, Removed | Deleted) {
-            return Err(format!("{a} is stored as {}", d.status));
-        }
-        let relatives: Vec<&pcitrack_tracker::TrackedDevice> = match d.dev_type() {
-            DevType::Pf => devices
-                .iter()
-                .filter(|c| c.dev_type().is_child() && c.parent_addr() == Some(a))
-                .collect(),
-            t if t.is_child() => d
-                .parent_addr()
-                .and_then(|p| by.get(&p).copied())
-                .filter(|p| p.dev_type() == DevType::Pf)
-                .into_iter()
-                .collect(),
-            _ => vec![],
-        };
-        if d.status.is_in_use() {
-            if let Some(r) = relatives.iter().find(|r| r.status.is_in_use()) {
-                return Err(format!(
-                    "{a} ({}) and its relative {} ({}) are both in use",
-                    d.status,
-                    r.address(),
-                    r.status
-                ));
-            }
-        } else {
-            let want =
-                pcitrack_tracker::device_state::derived_status(relatives.iter().map(|r| r.status));
-            if d.status != want {
-                return Err(format!(
-                    "{a} is {} but its relatives call for {want}",
-                    d.status
-                ));
-            }
-        }
-    }
-    let pooled: Vec<PciAddress> = {
-        let mut v: Vec<PciAddress> = t
-            .pools()
-            .map_err(|e| e.to_string())?
-            .free_devices()
-            .map(|e| e.address)
-            .collect();
-        v.sort();
-        v
-    };
-    let free: Vec<PciAddress> = devices
-        .iter()
-        .filter(|d| d.status == Available && d.missing_syncs == 0)
-        .map(|d| d.address())
-        .collect();
-    if pooled != free {
-        return Err(format!("pools hold {pooled:?}, free devices are {free:?}"));
-    }
-    Ok(())
+    pcitrack_tracker::invariants::check(t)
 }
