@@ -42,4 +42,9 @@ fn main() {
         "cargo:rustc-env=PCITRACK_TEST_WASI_READER={}",
         wasi.display()
     );
+    let delete = build("pcitrack-test-delete-everything", POLICY_TARGET);
+    println!(
+        "cargo:rustc-env=PCITRACK_TEST_DELETE_EVERYTHING={}",
+        delete.display()
+    );
 }

@@ -77,7 +77,7 @@ fn client_loop(
             .unwrap()
             .insert(instance.clone(), Held::Claimed(got.clone()));
         let body = json!({"instance": instance});
-        if xorshift(&mut seed) % 3 != 0 {
+        if !xorshift(&mut seed).is_multiple_of(3) {
             ledger
                 .lock()
                 .unwrap()
@@ -94,7 +94,7 @@ fn client_loop(
             ledger.lock().unwrap().insert(instance.clone(), held);
         }
         // Keep some instances holding devices across kills; free the rest.
-        if xorshift(&mut seed) % 4 != 0 {
+        if !xorshift(&mut seed).is_multiple_of(4) {
             ledger
                 .lock()
                 .unwrap()

@@ -389,3 +389,34 @@ fn tcp_requires_the_bearer_token() {
     assert!(ask(Some("s3cret-token-0123456789")).starts_with("HTTP/1.1 200"));
     let _ = d;
 }
+
+#[test]
+fn an_unreadable_device_listing_fails_the_reconcile_instead_of_emptying_the_inventory() {
+    let (sysfs, vfs) = connectx_host();
+    let spec = format!(
+        "[pci]\ndevice_spec = ['{{\"vendor_id\": \"{MLX:04x}\", \"product_id\": \"{MLX_VF:04x}\"}}']\n"
+    );
+    let d = Daemon::start(sysfs, &spec);
+    assert_eq!(d.tracked(), vfs);
+    let listing = d.sysfs.root().join("bus/pci/devices");
+    let aside = d.sysfs.root().join("bus/pci/devices.aside");
+    std::fs::rename(&listing, &aside).unwrap();
+    let r = d.client.post_raw("/v1/reconcile", Vec::new()).unwrap();
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert_eq!(r.status, 503, "{body}");
+    assert!(body.contains("bus/pci/devices"), "{body}");
+    assert_eq!(d.tracked(), vfs, "nothing was deleted");
+    let metrics = String::from_utf8(d.client.get("/metrics").unwrap().body).unwrap();
+    assert!(
+        metrics.contains("pcitrack_reconcile_failures_total 1"),
+        "{metrics}"
+    );
+    std::fs::rename(&aside, &listing).unwrap();
+    assert_eq!(
+        d.client
+            .post_raw("/v1/reconcile", Vec::new())
+            .unwrap()
+            .status,
+        200
+    );
+}

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use pcitrack_e2e::component_of_world;
 use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
 use pcitrack_runtime::{
-    CleanupCandidate, CleanupVerdict, EMBEDDED, Limits, LoadError, Policy, PolicyEngine,
-    PolicyKind, PolicyOrigin, PolicySet,
+    CleanupCandidate, CleanupVerdict, Limits, LoadError, Policy, PolicyEngine, PolicyKind,
+    PolicyOrigin, PolicySet,
 };
 
 const HOSTILE: &str = env!("PCITRACK_TEST_HOSTILE");
 const CORE_MODULE: &str = env!("PCITRACK_TEST_CORE_MODULE");
 const WASI_READER: &str = env!("PCITRACK_TEST_WASI_READER");
+const DELETE_EVERYTHING: &str = env!("PCITRACK_TEST_DELETE_EVERYTHING");
 
 fn engine() -> PolicyEngine {
     PolicyEngine::new(Limits::default()).unwrap()
@@ -55,7 +56,8 @@ fn assert_still_answers(engine: &PolicyEngine) {
 }
 
 /// Loads the hostile matcher with `misdeed`, runs it, and returns the reason every device
-/// was given (all the same), checking that each device fell back to "not assignable".
+/// was given (all the same), checking that the broken policy had no say: with nothing else
+/// in the chain the built-in rule decides (not assignable), naming the failure.
 fn run_misdeed(engine: &PolicyEngine, misdeed: &str) -> String {
     let bytes = std::fs::read(HOSTILE).unwrap();
     let policy = load(engine, misdeed, &bytes, misdeed).unwrap();
@@ -64,7 +66,7 @@ fn run_misdeed(engine: &PolicyEngine, misdeed: &str) -> String {
     assert_eq!(out.len(), 8);
     for a in &out {
         assert!(!a.assignable, "{misdeed}: {a:?}");
-        assert_eq!(&*a.decided_by, misdeed);
+        assert_eq!(&*a.decided_by, "built-in");
     }
     out[0].reason.as_deref().unwrap().to_string()
 }
@@ -91,7 +93,7 @@ fn an_endless_loop_in_init_is_refused_at_load() {
 fn a_memory_bomb_hits_the_cap() {
     let engine = engine();
     let reason = run_misdeed(&engine, "memory");
-    assert!(reason.contains("policy failed"), "{reason}");
+    assert!(reason.contains("policy memory failed"), "{reason}");
     assert_still_answers(&engine);
 }
 
@@ -242,33 +244,75 @@ fn a_flooding_logger_is_cut_and_the_call_still_counts() {
     assert_eq!(out.len(), 8);
 }
 
-/// Whatever a cleanup policy says, a claimed or allocated device is never deleted.
+/// Whatever a cleanup policy says, a claimed or allocated device is never deleted: a policy
+/// that asks to delete every candidate gets its way only for devices nobody holds.
 #[test]
-fn no_cleanup_policy_can_delete_an_allocated_device() {
+fn no_cleanup_policy_can_delete_a_claimed_or_allocated_device() {
     let engine = engine();
-    let delete_all = component_of_world("package acme:x; world w { }", "w");
-    // A component with no exports is not a policy at all...
-    assert!(load(&engine, "empty", &delete_all, "").is_err());
-    // ...so use the embedded cleanup in a chain and a candidate list that asks it about
-    // an allocated device with no owner recorded (as a corrupted row might look).
-    let embedded = EMBEDDED
-        .iter()
-        .find(|p| p.kind == PolicyKind::Cleanup)
-        .unwrap();
+    let bytes = std::fs::read(DELETE_EVERYTHING).unwrap();
     let set = PolicySet::new([Arc::new(
-        load(&engine, "cleanup", embedded.bytes, "").unwrap(),
+        load(&engine, "delete-everything", &bytes, "").unwrap(),
     )]);
-    let tracked = vec![CleanupCandidate {
-        address: PciAddress::new(0, 0x81, 0, 0).unwrap(),
+    let candidate = |f: u8, status: DeviceStatus, owner: Option<&str>| CleanupCandidate {
+        address: PciAddress::new(0, 0x81, 0, f).unwrap(),
         vendor_id: 0x15b3,
-        product_id: 0x1017,
-        dev_type: DevType::Pf,
-        status: DeviceStatus::Allocated,
-        owner: None,
+        product_id: 0x1018,
+        dev_type: DevType::Vf,
+        status,
+        owner: owner.map(Into::into),
         parent_addr: None,
         reported: false,
         missing_syncs: 3,
-    }];
-    let out = set.cleanup(&tracked, &[0]);
-    assert!(matches!(out[0].verdict, CleanupVerdict::Keep(_)), "{out:?}");
+    };
+    let tracked = vec![
+        candidate(1, DeviceStatus::Available, None),
+        candidate(2, DeviceStatus::Claimed, Some("vm-1")),
+        candidate(3, DeviceStatus::Allocated, Some("vm-2")),
+        // As a corrupted row might look: allocated with no owner recorded.
+        candidate(4, DeviceStatus::Allocated, None),
+    ];
+    let out = set.cleanup(&tracked, &[0, 1, 2, 3]);
+    assert_eq!(out[0].verdict, CleanupVerdict::Delete);
+    for o in &out[1..] {
+        match &o.verdict {
+            CleanupVerdict::Keep(why) => assert!(why.contains("never deleted"), "{why}"),
+            CleanupVerdict::Delete => panic!("{} deleted while in use", o.address),
+        }
+        assert_eq!(o.decided_by, "delete-everything");
+    }
+}
+
+/// A matcher broken from its first call has no say: the rest of the chain decides.
+#[test]
+fn a_broken_matcher_in_front_of_another_has_no_say() {
+    let engine = engine();
+    let bytes = std::fs::read(HOSTILE).unwrap();
+    for misdeed in ["panic", "loop", "memory", "bad-index"] {
+        let set = PolicySet::new([
+            Arc::new(load(&engine, misdeed, &bytes, misdeed).unwrap()),
+            Arc::new(load(&engine, "good", &bytes, "ok").unwrap()),
+        ]);
+        let out = set.assess(&devices());
+        assert!(
+            out.iter().all(|a| a.assignable && &*a.decided_by == "good"),
+            "{misdeed}: {out:?}"
+        );
+        let stats = set.chain(PolicyKind::Matcher)[0].stats();
+        assert_eq!((stats.calls, stats.failures), (1, 1), "{misdeed}");
+    }
+}
+
+/// The agent hands policies a JSON object: the hostile corpus reads its misdeed from it.
+#[test]
+fn the_hostile_policy_reads_its_misdeed_from_the_agents_json_config() {
+    let engine = engine();
+    let bytes = std::fs::read(HOSTILE).unwrap();
+    let e = load(
+        &engine,
+        "h",
+        &bytes,
+        r#"{"device_spec": [], "misdeed": "refuse"}"#,
+    )
+    .unwrap_err();
+    assert!(matches!(e, LoadError::ConfigRefused { .. }), "{e}");
 }

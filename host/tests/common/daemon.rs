@@ -222,3 +222,12 @@ impl Drop for Daemon {
         self.kill();
     }
 }
+
+impl Daemon {
+    /// Whether the agent process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}

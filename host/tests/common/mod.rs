@@ -33,6 +33,8 @@ pub fn example_policy(package: &str) -> PathBuf {
                 "pcitrack-example-pre-2022-cleanup".into(),
                 "pcitrack-example-grace-cleanup".into(),
                 "pcitrack-example-connectx-matcher".into(),
+                "pcitrack-test-hostile".into(),
+                "pcitrack-test-delete-everything".into(),
             ],
             target_dir: target.join("policy-build"),
             profile: "policy".into(),
@@ -42,4 +44,29 @@ pub fn example_policy(package: &str) -> PathBuf {
         .unwrap()
     });
     built.iter().find(|(p, _)| p == package).unwrap().1.clone()
+}
+
+/// The test policy that reads a file through WASI (built for `wasm32-wasip2`): the agent must
+/// refuse it for importing beyond the contract.
+#[allow(dead_code)] // not every test file uses it
+pub fn wasi_policy() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let exe = std::env::current_exe().unwrap();
+            let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+            pcitrack_wasm_build::PolicyBuild {
+                manifest: root.join("Cargo.toml"),
+                packages: vec!["pcitrack-test-wasi-reader".into()],
+                target_dir: target.join("policy-build"),
+                profile: "policy".into(),
+                target: "wasm32-wasip2".into(),
+            }
+            .run()
+            .unwrap()
+            .remove(0)
+            .1
+        })
+        .clone()
 }

@@ -331,3 +331,25 @@ fn the_table_names_devices_and_shows_sr_iov_relations() {
         "{table}"
     );
 }
+
+/// A device that vanishes between the listing and the read (its bus link dangles), and
+/// attributes that cannot be read (a directory where a file should be, which fails even for
+/// root, unlike permissions): each is skipped or nulled by name, and the others are read.
+#[test]
+fn a_device_vanishing_mid_scan_and_unreadable_attributes_hide_nothing() {
+    let t = FakeSysfs::new();
+    t.add_device("0000:01:00.0", 0x8086, 0x1572, 0x020000);
+    let gone = t.add_device("0000:05:00.0", 0x8086, 0x1572, 0x020000);
+    std::fs::remove_dir_all(gone.path()).unwrap();
+    let odd = t.add_device("0000:06:00.0", 0x15b3, 0x101e, 0x020000);
+    std::fs::remove_file(odd.path().join("numa_node")).unwrap();
+    std::fs::create_dir(odd.path().join("numa_node")).unwrap();
+    std::fs::create_dir(odd.path().join("vpd")).unwrap();
+    let r = scan(t.root());
+    let addresses: Vec<String> = r.devices.iter().map(|d| d.address.to_string()).collect();
+    assert_eq!(addresses, vec!["0000:01:00.0", "0000:06:00.0"]);
+    assert_eq!(r.skipped.len(), 1, "{:?}", r.skipped);
+    assert_eq!(r.skipped[0].entry, "0000:05:00.0");
+    let odd = &r.devices[1];
+    assert_eq!((odd.numa_node, odd.vpd.clone()), (None, None));
+}

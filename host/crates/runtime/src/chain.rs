@@ -4,7 +4,11 @@
 //! default); for each device the first verdict that is not "abstain" wins, and when every
 //! policy abstains the built-in rule applies. A failed call (trap, timeout, memory, error
 //! value, garbage) never fails the chain: a matcher or tagger's devices keep that policy's
-//! last verdict (or are not assignable if it never gave one); a cleanup candidate is kept.
+//! last verdict, and where it never gave one the broken policy has no say (it abstains, so
+//! the rest of the chain decides, as if the file were not there); a cleanup candidate is
+//! kept. Why abstain rather than reject: a vendor matcher that is broken from its first call
+//! would otherwise make every device unassignable, and the next reconcile would drop the
+//! whole free inventory; the failure is still reported (log, metrics, the verdict's reason).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -133,6 +137,7 @@ impl PolicySet {
         let inventory = contract::inventory(devices);
         let mut out: Vec<Option<Assessment>> = vec![None; devices.len()];
         let mut pending: Vec<u32> = (0..devices.len() as u32).collect();
+        let mut failures: Vec<String> = Vec::new();
         for policy in &self.matchers {
             if pending.is_empty() {
                 break;
@@ -140,10 +145,15 @@ impl PolicySet {
             let result = policy
                 .call_matcher(&inventory, &pending)
                 .and_then(|v| check_matcher(&v, pending.len()));
-            let verdicts = settle(policy, devices, &pending, result);
+            let verdicts = settle(policy, devices, &pending, result, &mut failures);
             pending = decide(&policy.shared_name(), devices, &pending, verdicts, &mut out);
         }
         let no_tags: Tags = Arc::new([]);
+        let unassigned: Arc<str> = if failures.is_empty() {
+            "no matcher assigned it (with no [pci] device_spec nothing is assignable)".into()
+        } else {
+            format!("no matcher assigned it; {}", failures.join("; ")).into()
+        };
         for &i in &pending {
             out[i as usize] = Some(Assessment {
                 address: devices[i as usize].address,
@@ -151,10 +161,7 @@ impl PolicySet {
                 tags: no_tags.clone(),
                 remote_managed: false,
                 decided_by: BUILT_IN.into(),
-                reason: Some(
-                    "no matcher assigned it (with no [pci] device_spec nothing is assignable)"
-                        .into(),
-                ),
+                reason: Some(unassigned.clone()),
             });
         }
         let mut out: Vec<Assessment> = out
@@ -218,7 +225,7 @@ impl PolicySet {
             let result = policy
                 .call_tagger(inventory, &wit_sets, &candidates)
                 .and_then(|v| check_tagger(&v, pending.len()));
-            let verdicts = settle(policy, devices, &pending, result);
+            let verdicts = settle(policy, devices, &pending, result, &mut Vec::new());
             let mut still = Vec::with_capacity(pending.len());
             for (&i, verdict) in pending.iter().zip(verdicts) {
                 let a = &mut out[i as usize];
@@ -480,12 +487,14 @@ fn check_cleanup(
 }
 
 /// The verdicts of a call: on success they become the devices' last ones; on failure each
-/// device gets its last one back, or a rejection when it never had one.
+/// device gets its last one back, or an abstention when it never had one (the failure is
+/// added to `failures`, for the reason of devices nobody assigns).
 fn settle(
     policy: &Policy,
     devices: &[Device],
     targets: &[u32],
     result: Result<Vec<Remembered>, CallError>,
+    failures: &mut Vec<String>,
 ) -> Vec<Remembered> {
     policy.stats.record(targets.len(), &result);
     match result {
@@ -498,22 +507,20 @@ fn settle(
         }
         Err(error) => {
             report_failure(policy, &error);
-            let fallback: Arc<str> =
-                format!("policy failed and had no earlier verdict: {error}").into();
+            failures.push(format!("policy {} failed: {error}", policy.name()));
             targets
                 .iter()
                 .map(|&i| {
                     policy
                         .last_verdicts
                         .recall(devices[i as usize].address)
-                        .unwrap_or_else(|| Remembered::Reject(fallback.clone()))
+                        .unwrap_or(Remembered::Abstain)
                 })
                 .collect()
         }
     }
 }
 
-/// Applies one matcher's verdicts; returns the targets still undecided.
 fn decide(
     policy: &Arc<str>,
     devices: &[Device],

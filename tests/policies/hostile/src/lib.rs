@@ -3,7 +3,9 @@
 //!
 //! `init` reads the misdeed from the config string: `ok`, `refuse`, `loop-init`, or a
 //! misdeed for `evaluate`: `loop`, `memory`, `panic`, `unreachable`, `recursion`,
-//! `million-tags`, `huge-string`, `extra-verdicts`, `bad-index`, `flip`, `log-flood`.
+//! `million-tags`, `huge-string`, `extra-verdicts`, `bad-index`, `flip`, `log-flood`. The
+//! agent hands policies a JSON object; there the misdeed is its `"misdeed"` key (read with a
+//! plain search: a JSON parser would make this test policy larger than what it tests).
 
 use std::cell::Cell;
 
@@ -29,13 +31,30 @@ fn recurse(depth: u64, sink: &mut [u64; 64]) -> u64 {
     }
 }
 
+/// The misdeed: the whole config, or the string value of a `"misdeed"` key in a JSON object.
+fn misdeed_of(config: &str) -> String {
+    let config = config.trim();
+    if !config.starts_with('{') {
+        return config.to_string();
+    }
+    let Some(at) = config.find("\"misdeed\"") else {
+        return "ok".into();
+    };
+    let rest = &config[at + "\"misdeed\"".len()..];
+    let rest = rest.trim_start().trim_start_matches(':').trim_start();
+    rest.strip_prefix('"')
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("ok")
+        .to_string()
+}
+
 impl Matcher for Hostile {
     fn describe() -> PolicyInfo {
         PolicyInfo::new("hostile", "0.0.0", "misbehaves on purpose")
     }
 
     fn init(config: &str) -> Result<Self, String> {
-        let misdeed = config.trim().to_string();
+        let misdeed = misdeed_of(config);
         match misdeed.as_str() {
             "refuse" => Err("refused: this config is wrong on purpose".into()),
             "loop-init" => loop {
