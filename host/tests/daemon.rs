@@ -420,3 +420,40 @@ fn an_unreadable_device_listing_fails_the_reconcile_instead_of_emptying_the_inve
         200
     );
 }
+
+#[test]
+fn json_logs_carry_the_policy_and_device_as_fields() {
+    let (sysfs, vfs) = connectx_host();
+    let spec = format!(
+        "[pci]\ndevice_spec = ['{{\"vendor_id\": \"{MLX:04x}\", \"product_id\": \"{MLX_VF:04x}\"}}']\n"
+    );
+    let mut d = Daemon::start(sysfs, &spec);
+    // Restart with JSON logs from the configuration.
+    let config = std::fs::read_to_string(d.config_path()).unwrap().replacen(
+        "[agent]\n",
+        "[agent]\nlog_format = \"json\"\n",
+        1,
+    );
+    std::fs::write(d.config_path(), config).unwrap();
+    d.kill();
+    d.spawn();
+    std::fs::write(d.policies().join("broken.wasm"), b"not wasm").unwrap();
+    assert!(d.wait_for(T, |d| d.log().contains("policy refused")));
+    d.sysfs.remove(&vfs[0]);
+    d.uevent("remove", &vfs[0]);
+    assert!(d.wait_for(T, |d| d.log().contains("device deleted")));
+    let lines: Vec<Value> = d
+        .log()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["device"].is_string()),
+        "no line with a device field"
+    );
+    assert!(
+        lines.iter().any(|l| l["fields"]["policy"] == "broken"),
+        "no line with the refused policy's name"
+    );
+}

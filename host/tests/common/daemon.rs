@@ -100,10 +100,17 @@ impl Daemon {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let ready = self.wait_for(Duration::from_secs(120), |d| {
-            d.client.get("/v1/health").is_ok_and(|r| r.status == 200)
-        });
-        assert!(ready, "the agent did not come up; log:\n{}", self.log());
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(120) {
+            if self.client.get("/v1/health").is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the agent exited ({status}); log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("the agent did not come up; log:\n{}", self.log());
     }
 
     /// The agent's log so far.

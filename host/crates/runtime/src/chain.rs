@@ -103,6 +103,12 @@ pub struct PolicySet {
     cleanups: Vec<Arc<Policy>>,
 }
 
+/// The span of one policy call: every line logged inside it (the policy's own `host.log`
+/// lines included) carries the policy's name and kind.
+fn policy_span(policy: &Policy) -> tracing::Span {
+    tracing::info_span!("policy", policy = policy.name(), kind = %policy.kind())
+}
+
 /// A failed call, logged once with the policy's name.
 fn report_failure(policy: &Policy, error: &CallError) {
     tracing::warn!(policy = policy.name(), kind = %policy.kind(), %error, "policy call failed; falling back");
@@ -142,6 +148,7 @@ impl PolicySet {
             if pending.is_empty() {
                 break;
             }
+            let _span = policy_span(policy).entered();
             let result = policy
                 .call_matcher(&inventory, &pending)
                 .and_then(|v| check_matcher(&v, pending.len()));
@@ -222,6 +229,7 @@ impl PolicySet {
                         .collect()
                 })
                 .collect();
+            let _span = policy_span(policy).entered();
             let result = policy
                 .call_tagger(inventory, &wit_sets, &candidates)
                 .and_then(|v| check_tagger(&v, pending.len()));
@@ -281,6 +289,7 @@ impl PolicySet {
                 break;
             }
             let indices: Vec<u32> = pending.iter().map(|&p| candidates[p] as u32).collect();
+            let _span = policy_span(policy).entered();
             let result = policy
                 .call_cleanup(&wit_tracked, &indices)
                 .and_then(|v| check_cleanup(v, indices.len()));
