@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pcitrack_model::{DevType, Device, NetInterface, PciAddress};
 
-use crate::attrs::{DeviceDir, VPD_CAP, read_text};
+use crate::attrs::{DevicesDir, VPD_CAP, read_text};
 
 /// A directory entry that could not be read as a device, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +39,8 @@ fn skip(skipped: &mut Vec<Skipped>, entry: &str, reason: String) {
 pub fn scan(root: &Path) -> ScanReport {
     let dir = root.join("bus/pci/devices");
     let mut report = ScanReport::default();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
+    let (devices, names) = match list(&dir) {
+        Ok(listed) => listed,
         Err(e) => {
             skip(
                 &mut report.skipped,
@@ -49,34 +50,23 @@ pub fn scan(root: &Path) -> ScanReport {
             return report;
         }
     };
-    let entries: Vec<(String, PathBuf)> = entries
-        .flatten()
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .collect();
-    // Reading a device is a dozen small files, all system-call bound: spread the devices over
-    // the cores. Each thread keeps its own results; they are merged and sorted afterwards.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = entries.len().div_ceil(threads).max(64);
-    let parts: Vec<Part> = std::thread::scope(|s| {
-        let handles: Vec<_> = entries
-            .chunks(chunk)
-            .map(|part| s.spawn(move || read_part(part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a scan thread panicked"))
-            .collect()
-    });
-    let mut vf_index: HashMap<PciAddress, u16> = HashMap::new();
-    for (devices, skipped, indices) in parts {
-        report.devices.extend(devices);
-        for s in skipped {
-            skip(&mut report.skipped, &s.entry, s.reason);
-        }
-        vf_index.extend(indices);
+    let devices = Devices {
+        dir: &devices,
+        path: &dir,
+    };
+    let mut found = Found::default();
+    for part in read_all(devices, &names) {
+        found.devices.extend(part.devices);
+        found.skipped.extend(part.skipped);
+        found.vf_index.extend(part.vf_index);
     }
+    // Warn in directory order, whichever thread read what.
+    found.skipped.sort_by_key(|(i, _)| *i);
+    for (_, s) in found.skipped {
+        skip(&mut report.skipped, &s.entry, s.reason);
+    }
+    let vf_index = found.vf_index;
+    report.devices = found.devices;
     report.devices.sort_by_key(|d| d.address);
     // VF indices and inherited serial numbers need the PFs, which may come later in the
     // directory order.
@@ -97,36 +87,103 @@ pub fn scan(root: &Path) -> ScanReport {
     report
 }
 
-type Part = (Vec<Device>, Vec<Skipped>, HashMap<PciAddress, u16>);
+/// The device directory, opened for reading each device relative to it, and its entries'
+/// names.
+fn list(dir: &Path) -> std::io::Result<(DevicesDir, Vec<String>)> {
+    let names = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    Ok((DevicesDir::open(dir)?, names))
+}
 
-/// Reads one share of the directory entries.
-fn read_part(entries: &[(String, PathBuf)]) -> Part {
-    let (mut devices, mut skipped, mut vf_index) = (Vec::new(), Vec::new(), HashMap::new());
-    for (name, path) in entries {
-        let Ok(address) = name.parse::<PciAddress>() else {
-            skipped.push(Skipped {
-                entry: name.clone(),
-                reason: "not a PCI address".into(),
-            });
-            continue;
-        };
-        match read_device(path, address, &mut vf_index) {
-            Ok(d) => devices.push(d),
-            Err(reason) => skipped.push(Skipped {
-                entry: name.clone(),
-                reason,
-            }),
+/// Where the devices are: the open directory, and its path for what is read by path (netdevs).
+#[derive(Clone, Copy)]
+struct Devices<'a> {
+    dir: &'a DevicesDir,
+    path: &'a Path,
+}
+
+/// What some of the entries gave: devices, skipped entries (by their index in the
+/// directory) and the VF indices read from PFs' `virtfnN` links.
+#[derive(Default)]
+struct Found {
+    devices: Vec<Device>,
+    skipped: Vec<(usize, Skipped)>,
+    vf_index: HashMap<PciAddress, u16>,
+}
+
+/// Entries a scan thread claims at a time. The threads share the host's cores with whatever
+/// else runs there: fixed shares would leave the scan waiting for the thread that was slowed
+/// down most, while small claims let the others take over its remaining work.
+const BATCH: usize = 16;
+/// Fewest entries worth a thread of their own (a thread costs tens of microseconds, a device
+/// a few).
+const PER_THREAD: usize = 64;
+
+/// Reads all the entries. Reading a device is a dozen small files, all system-call bound, so
+/// the devices are spread over the cores, the calling thread included.
+fn read_all(devices: Devices, names: &[String]) -> Vec<Found> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(names.len().div_ceil(PER_THREAD))
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let work = || read_claimed(devices, names, &next);
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut parts = vec![work()];
+        parts.extend(
+            helpers
+                .into_iter()
+                .map(|h| h.join().expect("a scan thread panicked")),
+        );
+        parts
+    })
+}
+
+/// Claims batches of entries until none are left, and reads them.
+fn read_claimed(devices: Devices, names: &[String], next: &AtomicUsize) -> Found {
+    let mut found = Found::default();
+    loop {
+        let start = next.fetch_add(BATCH, Ordering::Relaxed);
+        if start >= names.len() {
+            return found;
+        }
+        let end = (start + BATCH).min(names.len());
+        for (i, name) in (start..end).zip(&names[start..end]) {
+            if let Err(skipped) = read_entry(devices, name, &mut found) {
+                found.skipped.push((i, skipped));
+            }
         }
     }
-    (devices, skipped, vf_index)
+}
+
+/// Reads one entry into `found`, or says why it was skipped.
+fn read_entry(devices: Devices, name: &str, found: &mut Found) -> Result<(), Skipped> {
+    let skipped = |reason: String| Skipped {
+        entry: name.to_string(),
+        reason,
+    };
+    let address = name
+        .parse::<PciAddress>()
+        .map_err(|_| skipped("not a PCI address".into()))?;
+    let device = read_device(devices, name, address, &mut found.vf_index).map_err(skipped)?;
+    found.devices.push(device);
+    Ok(())
 }
 
 fn read_device(
-    path: &Path,
+    devices: Devices,
+    name: &str,
     address: PciAddress,
     vf_index: &mut HashMap<PciAddress, u16>,
 ) -> Result<Device, String> {
-    let dir = DeviceDir::open(path).ok_or("cannot open its directory")?;
+    let dir = devices
+        .dir
+        .device(name)
+        .ok_or("cannot open its directory")?;
     let vendor = dir
         .hex("vendor", 4)
         .ok_or("vendor id missing or malformed")?;
@@ -172,7 +229,9 @@ fn read_device(
             }
         }
     }
-    d.net = net_interfaces(&path.join("net"));
+    if dir.may_have("net", false) {
+        d.net = net_interfaces(&devices.path.join(name).join("net"));
+    }
     if let Some(first) = d.net.first() {
         d.ifname = Some(first.name.clone());
         d.mac_address = first.mac_address.clone();
