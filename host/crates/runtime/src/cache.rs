@@ -84,7 +84,11 @@ impl ArtifactCache {
         bytes.extend_from_slice(&digest);
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| e.to_string())?;
         tmp.write_all(&bytes).map_err(|e| e.to_string())?;
-        tmp.as_file().sync_all().map_err(|e| e.to_string())?;
+        // No fsync: this write is on the path from a policy file landing to its verdicts
+        // (an fsync there cost milliseconds to tens of them on a busy disk), and a cache
+        // needs none. A file torn by a power cut fails the SHA-256 check when read and the
+        // policy is compiled again; the rename still makes a half-written file invisible
+        // while the agent runs.
         tmp.persist(path).map_err(|e| e.to_string())?;
         Ok(())
     }

@@ -13,13 +13,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pcitrack_model::packed::verdict;
 use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
 
 use crate::contract::{self, cleanup, matcher, tagger, wit};
 use crate::error::CallError;
 use crate::load::PolicyKind;
-use crate::memory::{Remembered, Tags};
+use crate::memory::{BadWord, Tags, Verdict, Verdicts};
 use crate::policy::Policy;
 
 /// Most tags one device may carry, and longest tag key or value: a policy that answers
@@ -151,11 +150,17 @@ impl PolicySet {
             let _span = policy_span(policy).entered();
             let result = policy
                 .call_matcher(&inventory, &pending)
-                .and_then(|v| check_matcher(&v, pending.len()));
+                .and_then(|v| check_matcher(v, pending.len()));
             let verdicts = settle(policy, devices, &pending, result, &mut failures);
-            pending = decide(&policy.shared_name(), devices, &pending, verdicts, &mut out);
+            pending = decide(
+                &policy.shared_name(),
+                devices,
+                &pending,
+                &verdicts,
+                &mut out,
+            );
         }
-        let no_tags: Tags = Arc::new([]);
+        let no_tags = no_tags();
         let unassigned: Arc<str> = if failures.is_empty() {
             "no matcher assigned it (with no [pci] device_spec nothing is assignable)".into()
         } else {
@@ -232,22 +237,23 @@ impl PolicySet {
             let _span = policy_span(policy).entered();
             let result = policy
                 .call_tagger(inventory, &wit_sets, &candidates)
-                .and_then(|v| check_tagger(&v, pending.len()));
+                .and_then(|v| check_tagger(v, pending.len()));
             let verdicts = settle(policy, devices, &pending, result, &mut Vec::new());
+            let (name, no_tags) = (policy.shared_name(), no_tags());
             let mut still = Vec::with_capacity(pending.len());
-            for (&i, verdict) in pending.iter().zip(verdicts) {
+            for (&i, verdict) in pending.iter().zip(verdicts.iter()) {
                 let a = &mut out[i as usize];
                 match verdict {
-                    Remembered::Abstain => still.push(i),
-                    Remembered::Assign(tags) => {
-                        a.tags = tags;
-                        a.decided_by = policy.shared_name();
+                    Verdict::Abstain => still.push(i),
+                    Verdict::Assign(tags) => {
+                        a.tags = tags.clone();
+                        a.decided_by = name.clone();
                     }
-                    Remembered::Reject(reason) => {
+                    Verdict::Reject(reason) => {
                         a.assignable = false;
-                        a.tags = Arc::new([]);
-                        a.reason = Some(reason);
-                        a.decided_by = policy.shared_name();
+                        a.tags = no_tags.clone();
+                        a.reason = Some(reason.clone());
+                        a.decided_by = name.clone();
                     }
                 }
             }
@@ -365,12 +371,13 @@ fn built_in_cleanup(t: &CleanupCandidate) -> CleanupVerdict {
     }
 }
 
-/// oslo's non-strict `bool_from_string`, which Nova uses for `remote_managed`.
+/// oslo's non-strict `bool_from_string`, which Nova uses for `remote_managed`. Compared
+/// without a lowercased copy: it runs for every assignable device.
 fn truthy(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "true" | "1" | "yes" | "on" | "y" | "t"
-    )
+    let v = v.trim();
+    ["true", "1", "yes", "on", "y", "t"]
+        .iter()
+        .any(|t| v.eq_ignore_ascii_case(t))
 }
 
 fn check_tags(sets: &[Vec<wit::Tag>]) -> Result<(), CallError> {
@@ -433,45 +440,31 @@ fn shared_sets(sets: &[Vec<wit::Tag>]) -> Vec<Tags> {
         .collect()
 }
 
-fn check_matcher(v: &matcher::Verdicts, expected: usize) -> Result<Vec<Remembered>, CallError> {
-    check_words(&v.tag_sets, &v.reasons, &v.per_device, expected)
+fn check_matcher(v: matcher::Verdicts, expected: usize) -> Result<Verdicts, CallError> {
+    check_words(&v.tag_sets, &v.reasons, v.per_device, expected)
 }
 
-fn check_tagger(v: &tagger::Verdicts, expected: usize) -> Result<Vec<Remembered>, CallError> {
-    check_words(&v.tag_sets, &v.reasons, &v.per_device, expected)
+fn check_tagger(v: tagger::Verdicts, expected: usize) -> Result<Verdicts, CallError> {
+    check_words(&v.tag_sets, &v.reasons, v.per_device, expected)
 }
 
-/// Checks and decodes one call's verdict words (see `pcitrack_model::packed::verdict`).
+/// Checks one call's verdict words and tables (see `pcitrack_model::packed::verdict`).
 fn check_words(
     tag_sets: &[Vec<wit::Tag>],
     reasons: &[String],
-    words: &[u32],
+    words: Vec<u32>,
     expected: usize,
-) -> Result<Vec<Remembered>, CallError> {
+) -> Result<Verdicts, CallError> {
     check_count(words.len(), expected)?;
     check_tags(tag_sets)?;
     check_reasons(reasons)?;
-    let sets = shared_sets(tag_sets);
-    let reasons: Vec<Arc<str>> = reasons.iter().map(|r| Arc::from(r.as_str())).collect();
-    words
-        .iter()
-        .map(|&w| {
-            Ok(match verdict::decode(w) {
-                verdict::Decoded::Abstain => Remembered::Abstain,
-                verdict::Decoded::Assign(i) => {
-                    check_index(i, sets.len(), "tag set")?;
-                    Remembered::Assign(sets[i as usize].clone())
-                }
-                verdict::Decoded::Reject(i) => {
-                    check_index(i, reasons.len(), "reason")?;
-                    Remembered::Reject(reasons[i as usize].clone())
-                }
-                verdict::Decoded::Invalid(w) => {
-                    return Err(CallError::Garbage(format!("{w:#x} is not a verdict word")));
-                }
-            })
-        })
-        .collect()
+    let reasons = reasons.iter().map(|r| Arc::from(r.as_str())).collect();
+    Verdicts::check(words, shared_sets(tag_sets), reasons).map_err(|bad| match bad {
+        BadWord::Invalid(w) => CallError::Garbage(format!("{w:#x} is not a verdict word")),
+        BadWord::OutOfRange { table, index, len } => CallError::Garbage(format!(
+            "{table} index {index} out of range (there are {len})"
+        )),
+    })
 }
 
 fn check_cleanup(
@@ -502,51 +495,58 @@ fn settle(
     policy: &Policy,
     devices: &[Device],
     targets: &[u32],
-    result: Result<Vec<Remembered>, CallError>,
+    result: Result<Verdicts, CallError>,
     failures: &mut Vec<String>,
-) -> Vec<Remembered> {
+) -> Arc<Verdicts> {
     policy.stats.record(targets.len(), &result);
     match result {
         Ok(verdicts) => {
+            let verdicts = Arc::new(verdicts);
             policy.last_verdicts.record(
-                targets.iter().map(|&i| devices[i as usize].address),
-                &verdicts,
+                targets
+                    .iter()
+                    .map(|&i| devices[i as usize].address)
+                    .collect(),
+                verdicts.clone(),
             );
             verdicts
         }
         Err(error) => {
             report_failure(policy, &error);
             failures.push(format!("policy {} failed: {error}", policy.name()));
-            targets
-                .iter()
-                .map(|&i| {
-                    policy
-                        .last_verdicts
-                        .recall(devices[i as usize].address)
-                        .unwrap_or(Remembered::Abstain)
-                })
-                .collect()
+            Arc::new(Verdicts::from_remembered(targets.iter().map(|&i| {
+                policy
+                    .last_verdicts
+                    .recall(devices[i as usize].address)
+                    .unwrap_or(crate::memory::Remembered::Abstain)
+            })))
         }
     }
+}
+
+/// The empty tag set of devices that are not assignable: one allocation per call, shared.
+fn no_tags() -> Tags {
+    Arc::new([])
 }
 
 fn decide(
     policy: &Arc<str>,
     devices: &[Device],
     targets: &[u32],
-    verdicts: Vec<Remembered>,
+    verdicts: &Verdicts,
     out: &mut [Option<Assessment>],
 ) -> Vec<u32> {
+    let no_tags = no_tags();
     let mut still = Vec::new();
-    for (&i, v) in targets.iter().zip(verdicts) {
+    for (&i, v) in targets.iter().zip(verdicts.iter()) {
         let address = devices[i as usize].address;
         let (assignable, tags, reason) = match v {
-            Remembered::Abstain => {
+            Verdict::Abstain => {
                 still.push(i);
                 continue;
             }
-            Remembered::Assign(tags) => (true, tags, None),
-            Remembered::Reject(reason) => (false, Arc::from([]), Some(reason)),
+            Verdict::Assign(tags) => (true, tags.clone(), None),
+            Verdict::Reject(reason) => (false, no_tags.clone(), Some(reason.clone())),
         };
         out[i as usize] = Some(Assessment {
             address,

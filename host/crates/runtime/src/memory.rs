@@ -1,18 +1,23 @@
-//! Each policy's last verdict per device, for when a call fails: the contract says a device
-//! then keeps its last verdict.
+//! A call's verdicts as the policy sent them, and each policy's last verdict per device for
+//! when a call fails (the contract says a device then keeps its last verdict).
 //!
-//! Kept as a vector sorted by address rather than a hash map: every successful call records
-//! thousands of verdicts, and a sorted merge costs a copy per device where hashing costs a
-//! hash and a probe; a failure (rare) looks devices up by binary search.
+//! Verdicts stay in their wire form, one word per device pointing into the call's tables of
+//! tag sets and reasons, checked once. Decoding them into a value per device would cost an
+//! allocation-free but atomic reference-count increment per device and per copy, on every
+//! call, for thousands of devices; a word costs a copy. The memory keeps whole calls for
+//! the same reason: the common case (the same devices as last time) replaces one call's
+//! record with the next, and a failure (rare) looks devices up by binary search.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use pcitrack_model::PciAddress;
+use pcitrack_model::packed::verdict;
 
 /// Tags shared by every device a policy gave the same set to.
 pub type Tags = Arc<[(String, String)]>;
 
-/// A verdict remembered across calls.
+/// A verdict taken out of a call, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Remembered {
     Abstain,
@@ -20,65 +25,216 @@ pub(crate) enum Remembered {
     Reject(Arc<str>),
 }
 
-/// Last verdicts by address.
+/// One device's verdict, read in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict<'a> {
+    Abstain,
+    Assign(&'a Tags),
+    Reject(&'a Arc<str>),
+}
+
+/// A call's verdicts, checked: one word per device asked about, in the order asked, each a
+/// valid verdict whose index is inside its table.
+#[derive(Debug, Default)]
+pub(crate) struct Verdicts {
+    words: Vec<u32>,
+    sets: Vec<Tags>,
+    reasons: Vec<Arc<str>>,
+}
+
+/// Why a call's words cannot be believed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BadWord {
+    /// Not a verdict at all.
+    Invalid(u32),
+    /// Points past the end of its table.
+    OutOfRange {
+        table: &'static str,
+        index: u32,
+        len: usize,
+    },
+}
+
+impl Verdicts {
+    /// Checks every word against the tables.
+    pub(crate) fn check(
+        words: Vec<u32>,
+        sets: Vec<Tags>,
+        reasons: Vec<Arc<str>>,
+    ) -> Result<Self, BadWord> {
+        let in_range = |table, index: u32, len: usize| {
+            if (index as usize) < len {
+                Ok(())
+            } else {
+                Err(BadWord::OutOfRange { table, index, len })
+            }
+        };
+        for &w in &words {
+            match verdict::decode(w) {
+                verdict::Decoded::Abstain => {}
+                verdict::Decoded::Assign(i) => in_range("tag set", i, sets.len())?,
+                verdict::Decoded::Reject(i) => in_range("reason", i, reasons.len())?,
+                verdict::Decoded::Invalid(w) => return Err(BadWord::Invalid(w)),
+            }
+        }
+        Ok(Self {
+            words,
+            sets,
+            reasons,
+        })
+    }
+
+    /// Verdicts given one by one (a failed call's recalled ones); devices that were given
+    /// the same tag set or reason share one table entry.
+    pub(crate) fn from_remembered(verdicts: impl IntoIterator<Item = Remembered>) -> Self {
+        let mut out = Verdicts::default();
+        let mut set_index: HashMap<*const (String, String), u32> = HashMap::new();
+        let mut reason_index: HashMap<*const u8, u32> = HashMap::new();
+        for v in verdicts {
+            let word = match v {
+                Remembered::Abstain => verdict::ABSTAIN,
+                Remembered::Assign(tags) => {
+                    let i = *set_index
+                        .entry(Arc::as_ptr(&tags).cast())
+                        .or_insert_with(|| {
+                            out.sets.push(tags);
+                            (out.sets.len() - 1) as u32
+                        });
+                    verdict::assign(i)
+                }
+                Remembered::Reject(reason) => {
+                    let i = *reason_index
+                        .entry(Arc::as_ptr(&reason).cast())
+                        .or_insert_with(|| {
+                            out.reasons.push(reason);
+                            (out.reasons.len() - 1) as u32
+                        });
+                    verdict::reject(i)
+                }
+            };
+            out.words.push(word);
+        }
+        out
+    }
+
+    /// How many devices.
+    pub(crate) fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    /// The verdict for the `i`th device asked about.
+    pub(crate) fn get(&self, i: usize) -> Verdict<'_> {
+        match verdict::decode(self.words[i]) {
+            verdict::Decoded::Assign(s) => Verdict::Assign(&self.sets[s as usize]),
+            verdict::Decoded::Reject(r) => Verdict::Reject(&self.reasons[r as usize]),
+            // Checked at construction: anything else is an abstention.
+            verdict::Decoded::Abstain | verdict::Decoded::Invalid(_) => Verdict::Abstain,
+        }
+    }
+
+    /// The verdicts in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Verdict<'_>> {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+impl Verdict<'_> {
+    fn to_owned(self) -> Remembered {
+        match self {
+            Verdict::Abstain => Remembered::Abstain,
+            Verdict::Assign(tags) => Remembered::Assign(tags.clone()),
+            Verdict::Reject(reason) => Remembered::Reject(reason.clone()),
+        }
+    }
+}
+
+/// Calls remembered before they are folded into one: a chain rarely asks one policy about
+/// more than two different sets of devices.
+const MAX_CALLS: usize = 4;
+
+/// One remembered call: the devices asked about (sorted) and what the policy said.
+#[derive(Debug)]
+struct Call {
+    addresses: Vec<PciAddress>,
+    verdicts: Arc<Verdicts>,
+}
+
+impl Call {
+    fn recall(&self, address: PciAddress) -> Option<Remembered> {
+        let i = self.addresses.binary_search(&address).ok()?;
+        Some(self.verdicts.get(i).to_owned())
+    }
+}
+
+/// Each device's last verdict, as the last calls that asked about it.
 #[derive(Debug, Default)]
 pub(crate) struct VerdictMemory {
-    entries: Mutex<Vec<(PciAddress, Remembered)>>,
+    /// Oldest first; a device's last verdict is in the newest call that has it.
+    calls: Mutex<Vec<Call>>,
 }
 
 impl VerdictMemory {
-    /// Records the verdicts of one call, given in address order, replacing earlier ones for
-    /// those devices. The common case (the same devices as last time) updates in place with
-    /// no allocation: it runs after every successful call, on thousands of devices.
-    pub(crate) fn record(
-        &self,
-        addresses: impl ExactSizeIterator<Item = PciAddress> + Clone,
-        verdicts: &[Remembered],
-    ) {
+    /// Records a call's verdicts for `addresses` (sorted, one per verdict). Older calls about
+    /// no other device are forgotten: in the common case this replaces one record with
+    /// another and touches no verdict.
+    pub(crate) fn record(&self, addresses: Vec<PciAddress>, verdicts: Arc<Verdicts>) {
         debug_assert_eq!(addresses.len(), verdicts.len());
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let same_devices = entries.len() == addresses.len()
-            && entries
-                .iter()
-                .zip(addresses.clone())
-                .all(|((a, _), b)| *a == b);
-        if same_devices {
-            for ((_, slot), v) in entries.iter_mut().zip(verdicts) {
-                slot.clone_from(v);
-            }
-            return;
+        debug_assert!(addresses.is_sorted());
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls.retain(|old| !is_subset(&old.addresses, &addresses));
+        calls.push(Call {
+            addresses,
+            verdicts,
+        });
+        if calls.len() > MAX_CALLS {
+            let folded = fold(&calls);
+            *calls = vec![folded];
         }
-        let fresh = addresses.zip(verdicts.iter().cloned());
-        if entries.is_empty() {
-            entries.extend(fresh);
-            return;
-        }
-        let old = std::mem::take(&mut *entries);
-        let mut merged = Vec::with_capacity(old.len().max(verdicts.len()));
-        let mut old = old.into_iter().peekable();
-        for (address, verdict) in fresh {
-            debug_assert!(
-                merged
-                    .last()
-                    .is_none_or(|(a, _): &(PciAddress, _)| *a < address)
-            );
-            while let Some(entry) = old.next_if(|(a, _)| *a < address) {
-                merged.push(entry);
-            }
-            old.next_if(|(a, _)| *a == address);
-            merged.push((address, verdict));
-        }
-        merged.extend(old);
-        *entries = merged;
     }
 
     /// The last verdict recorded for `address`.
     pub(crate) fn recall(&self, address: PciAddress) -> Option<Remembered> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .binary_search_by_key(&address, |(a, _)| *a)
-            .ok()
-            .map(|i| entries[i].1.clone())
+        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls.iter().rev().find_map(|c| c.recall(address))
+    }
+}
+
+/// Whether every address of `small` is in `big` (both sorted).
+fn is_subset(small: &[PciAddress], big: &[PciAddress]) -> bool {
+    if small.len() > big.len() {
+        return false;
+    }
+    if small == big {
+        return true;
+    }
+    let mut big = big.iter();
+    small.iter().all(|a| big.any(|b| b == a))
+}
+
+/// One call holding every device's last verdict from `calls` (oldest first).
+fn fold(calls: &[Call]) -> Call {
+    let mut last: Vec<(PciAddress, Remembered)> = Vec::new();
+    for call in calls {
+        let fresh = call
+            .addresses
+            .iter()
+            .zip(call.verdicts.iter())
+            .map(|(a, v)| (*a, v.to_owned()));
+        let old = std::mem::take(&mut last);
+        let mut old = old.into_iter().peekable();
+        for (address, verdict) in fresh {
+            while let Some(entry) = old.next_if(|(a, _)| *a < address) {
+                last.push(entry);
+            }
+            old.next_if(|(a, _)| *a == address);
+            last.push((address, verdict));
+        }
+        last.extend(old);
+    }
+    let (addresses, remembered): (Vec<_>, Vec<_>) = last.into_iter().unzip();
+    Call {
+        addresses,
+        verdicts: Arc::new(Verdicts::from_remembered(remembered)),
     }
 }
 
@@ -90,42 +246,104 @@ mod tests {
         PciAddress::new(0, 1, 0, f).unwrap()
     }
 
+    fn verdicts(v: Vec<Remembered>) -> Arc<Verdicts> {
+        Arc::new(Verdicts::from_remembered(v))
+    }
+
+    fn reject(r: &str) -> Remembered {
+        Remembered::Reject(r.into())
+    }
+
     #[test]
     fn later_verdicts_replace_earlier_ones_and_others_stay() {
         let m = VerdictMemory::default();
         m.record(
-            [a(1), a(3)].into_iter(),
-            &[Remembered::Abstain, Remembered::Abstain],
+            vec![a(1), a(3)],
+            verdicts(vec![Remembered::Abstain, Remembered::Abstain]),
         );
-        m.record(
-            [a(2), a(3)].into_iter(),
-            &[
-                Remembered::Reject("x".into()),
-                Remembered::Reject("y".into()),
-            ],
-        );
+        m.record(vec![a(2), a(3)], verdicts(vec![reject("x"), reject("y")]));
         assert_eq!(m.recall(a(1)), Some(Remembered::Abstain));
-        assert_eq!(m.recall(a(2)), Some(Remembered::Reject("x".into())));
-        assert_eq!(m.recall(a(3)), Some(Remembered::Reject("y".into())));
+        assert_eq!(m.recall(a(2)), Some(reject("x")));
+        assert_eq!(m.recall(a(3)), Some(reject("y")));
         assert_eq!(m.recall(a(4)), None);
-        // The same devices again: replaced in place.
+        // The same devices again: the older calls are forgotten.
         m.record(
-            [a(1), a(2), a(3)].into_iter(),
-            &[
-                Remembered::Reject("p".into()),
-                Remembered::Abstain,
-                Remembered::Abstain,
-            ],
+            vec![a(1), a(2), a(3)],
+            verdicts(vec![reject("p"), Remembered::Abstain, Remembered::Abstain]),
         );
+        assert_eq!(m.calls.lock().unwrap().len(), 1);
         m.record(
-            [a(1), a(2), a(3)].into_iter(),
-            &[
-                Remembered::Abstain,
-                Remembered::Reject("q".into()),
-                Remembered::Abstain,
-            ],
+            vec![a(1), a(2), a(3)],
+            verdicts(vec![Remembered::Abstain, reject("q"), Remembered::Abstain]),
         );
         assert_eq!(m.recall(a(1)), Some(Remembered::Abstain));
-        assert_eq!(m.recall(a(2)), Some(Remembered::Reject("q".into())));
+        assert_eq!(m.recall(a(2)), Some(reject("q")));
+        assert_eq!(m.calls.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn many_partial_calls_fold_into_one_and_keep_the_newest_verdicts() {
+        let m = VerdictMemory::default();
+        let tags: Tags = Arc::new([("k".to_string(), "v".to_string())]);
+        for f in 0..8u8 {
+            // Each call asks about two neighbours; the newest says "f" for both.
+            let f2 = (f + 1) % 8;
+            let mut addresses = vec![a(f), a(f2)];
+            addresses.sort();
+            let v = if f % 2 == 0 {
+                vec![reject(&f.to_string()), reject(&f.to_string())]
+            } else {
+                vec![
+                    Remembered::Assign(tags.clone()),
+                    Remembered::Assign(tags.clone()),
+                ]
+            };
+            m.record(addresses, verdicts(v));
+            assert!(m.calls.lock().unwrap().len() <= MAX_CALLS);
+        }
+        // a(0) was last asked about by the call for 7 (assign), a(f) for f>0 by call f.
+        assert_eq!(m.recall(a(0)), Some(Remembered::Assign(tags.clone())));
+        for f in 1..8u8 {
+            let expected = if f % 2 == 0 {
+                reject(&f.to_string())
+            } else {
+                Remembered::Assign(tags.clone())
+            };
+            assert_eq!(m.recall(a(f)), Some(expected), "function {f}");
+        }
+    }
+
+    #[test]
+    fn words_are_checked_against_the_tables() {
+        let tags: Tags = Arc::new([]);
+        let ok = Verdicts::check(
+            vec![verdict::assign(0), verdict::reject(0), verdict::ABSTAIN],
+            vec![tags.clone()],
+            vec!["no".into()],
+        )
+        .unwrap();
+        assert_eq!(ok.get(0), Verdict::Assign(&tags));
+        assert!(matches!(ok.get(1), Verdict::Reject(r) if &**r == "no"));
+        assert_eq!(ok.get(2), Verdict::Abstain);
+        assert_eq!(
+            Verdicts::check(vec![verdict::assign(1)], vec![tags], vec![]).unwrap_err(),
+            BadWord::OutOfRange {
+                table: "tag set",
+                index: 1,
+                len: 1
+            }
+        );
+        assert_eq!(
+            Verdicts::check(vec![verdict::reject(0)], vec![], vec![]).unwrap_err(),
+            BadWord::OutOfRange {
+                table: "reason",
+                index: 0,
+                len: 0
+            }
+        );
+        assert_eq!(
+            Verdicts::check(vec![3 << 30], vec![], vec![]).unwrap_err(),
+            BadWord::Invalid(3 << 30)
+        );
     }
 }
