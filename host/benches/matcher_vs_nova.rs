@@ -22,7 +22,7 @@ use serde_json::Value;
 
 const ROUNDS: usize = 31;
 /// Alternations of Nova and pcitrack.
-const LEGS: usize = 5;
+const LEGS: usize = 9;
 /// Nova's timed runs per leg.
 const NOVA_RUNS: &str = "3";
 
