@@ -169,15 +169,21 @@ impl Daemon {
 
     /// Sends a uevent packet through the relay socket, in the kernel's framing.
     pub fn uevent(&self, action: &str, address: &str) {
+        self.try_uevent(action, address)
+            .unwrap_or_else(|e| panic!("cannot send the {action} uevent for {address}: {e}"));
+    }
+
+    /// Sends a uevent, or says why it could not be: the agent may be down (a crash test
+    /// kills it while events are being sent), and then the relay socket refuses.
+    pub fn try_uevent(&self, action: &str, address: &str) -> std::io::Result<()> {
         let devpath = format!("/devices/pci0000:00/{address}");
         let packet = format!(
             "{action}@{devpath}\0ACTION={action}\0DEVPATH={devpath}\0SUBSYSTEM=pci\0\
              PCI_SLOT_NAME={address}\0SEQNUM=1\0"
         );
-        UnixDatagram::unbound()
-            .unwrap()
-            .send_to(packet.as_bytes(), self.dir.path().join("uevents.sock"))
-            .unwrap();
+        UnixDatagram::unbound()?
+            .send_to(packet.as_bytes(), self.dir.path().join("uevents.sock"))?;
+        Ok(())
     }
 
     /// Sends `signal` to the agent.
