@@ -10,7 +10,6 @@
 //! would otherwise make every device unassignable, and the next reconcile would drop the
 //! whole free inventory; the failure is still reported (log, metrics, the verdict's reason).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
@@ -18,7 +17,7 @@ use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
 use crate::contract::{self, cleanup, matcher, tagger, wit};
 use crate::error::CallError;
 use crate::load::PolicyKind;
-use crate::memory::{BadWord, Tags, Verdict, Verdicts};
+use crate::memory::{Interner, Remembered, Tags, Verdict, Verdicts, in_range};
 use crate::policy::Policy;
 
 /// Most tags one device may carry, and longest tag key or value: a policy that answers
@@ -198,32 +197,14 @@ impl PolicySet {
             if pending.is_empty() {
                 break;
             }
-            // Devices share a handful of tag sets (runs of neighbours share one): send each
-            // set once and point at it. The last set seen answers most lookups; a map
-            // answers the rest.
-            let mut sets: Vec<Tags> = Vec::new();
-            let mut set_of: HashMap<*const (String, String), u32> = HashMap::new();
-            let mut last: Option<(*const (String, String), u32)> = None;
+            // Devices share a handful of tag sets: send each set once and point at it.
+            let mut sets = Interner::new();
             let candidates: Vec<u64> = pending
                 .iter()
-                .map(|&i| {
-                    let tags = &out[i as usize].tags;
-                    let ptr = Arc::as_ptr(tags) as *const (String, String);
-                    let index = match last {
-                        Some((p, index)) if p == ptr => index,
-                        _ => {
-                            let index = *set_of.entry(ptr).or_insert_with(|| {
-                                sets.push(tags.clone());
-                                (sets.len() - 1) as u32
-                            });
-                            last = Some((ptr, index));
-                            index
-                        }
-                    };
-                    i as u64 | (index as u64) << 32
-                })
+                .map(|&i| i as u64 | (sets.index_of(&out[i as usize].tags) as u64) << 32)
                 .collect();
             let wit_sets: Vec<Vec<wit::Tag>> = sets
+                .table()
                 .iter()
                 .map(|set| {
                     set.iter()
@@ -410,13 +391,9 @@ fn check_count(got: usize, expected: usize) -> Result<(), CallError> {
     Ok(())
 }
 
-fn check_index(i: u32, len: usize, what: &str) -> Result<(), CallError> {
-    if i as usize >= len {
-        return Err(CallError::Garbage(format!(
-            "{what} index {i} out of range (there are {len})"
-        )));
-    }
-    Ok(())
+/// A verdict pointing outside its call's tables is garbage.
+fn check_index(index: u32, len: usize, table: &'static str) -> Result<(), CallError> {
+    in_range(table, index, len).map_err(CallError::from)
 }
 
 fn check_reasons(reasons: &[String]) -> Result<(), CallError> {
@@ -459,12 +436,7 @@ fn check_words(
     check_tags(tag_sets)?;
     check_reasons(reasons)?;
     let reasons = reasons.iter().map(|r| Arc::from(r.as_str())).collect();
-    Verdicts::check(words, shared_sets(tag_sets), reasons).map_err(|bad| match bad {
-        BadWord::Invalid(w) => CallError::Garbage(format!("{w:#x} is not a verdict word")),
-        BadWord::OutOfRange { table, index, len } => CallError::Garbage(format!(
-            "{table} index {index} out of range (there are {len})"
-        )),
-    })
+    Verdicts::check(words, shared_sets(tag_sets), reasons).map_err(CallError::from)
 }
 
 fn check_cleanup(
@@ -518,7 +490,7 @@ fn settle(
                 policy
                     .last_verdicts
                     .recall(devices[i as usize].address)
-                    .unwrap_or(crate::memory::Remembered::Abstain)
+                    .unwrap_or(Remembered::Abstain)
             })))
         }
     }

@@ -55,6 +55,72 @@ pub(crate) enum BadWord {
     },
 }
 
+impl From<BadWord> for crate::error::CallError {
+    fn from(bad: BadWord) -> Self {
+        crate::error::CallError::Garbage(match bad {
+            BadWord::Invalid(w) => format!("{w:#x} is not a verdict word"),
+            BadWord::OutOfRange { table, index, len } => {
+                format!("{table} index {index} out of range (there are {len})")
+            }
+        })
+    }
+}
+
+/// `index` must point inside a table of `len` entries.
+pub(crate) fn in_range(table: &'static str, index: u32, len: usize) -> Result<(), BadWord> {
+    if (index as usize) < len {
+        Ok(())
+    } else {
+        Err(BadWord::OutOfRange { table, index, len })
+    }
+}
+
+/// A table of shared values, each entered once however many devices point at it. Values are
+/// told apart by pointer: devices given the same set share one `Arc`, and comparing
+/// contents would cost more than the table saves. Runs of neighbours usually share a value,
+/// so the last one entered answers without hashing.
+pub(crate) struct Interner<T: ?Sized> {
+    table: Vec<Arc<T>>,
+    index: HashMap<*const (), u32>,
+    last: Option<(*const (), u32)>,
+}
+
+impl<T: ?Sized> Interner<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            table: Vec::new(),
+            index: HashMap::new(),
+            last: None,
+        }
+    }
+
+    /// The index of `value` in the table, entering it if new.
+    pub(crate) fn index_of(&mut self, value: &Arc<T>) -> u32 {
+        let ptr = Arc::as_ptr(value).cast::<()>();
+        if let Some((p, i)) = self.last
+            && p == ptr
+        {
+            return i;
+        }
+        let table = &mut self.table;
+        let i = *self.index.entry(ptr).or_insert_with(|| {
+            table.push(value.clone());
+            (table.len() - 1) as u32
+        });
+        self.last = Some((ptr, i));
+        i
+    }
+
+    /// The values, in the order they were entered.
+    pub(crate) fn table(&self) -> &[Arc<T>] {
+        &self.table
+    }
+
+    pub(crate) fn into_table(self) -> Vec<Arc<T>> {
+        self.table
+    }
+}
+
 impl Verdicts {
     /// Checks every word against the tables.
     pub(crate) fn check(
@@ -62,13 +128,6 @@ impl Verdicts {
         sets: Vec<Tags>,
         reasons: Vec<Arc<str>>,
     ) -> Result<Self, BadWord> {
-        let in_range = |table, index: u32, len: usize| {
-            if (index as usize) < len {
-                Ok(())
-            } else {
-                Err(BadWord::OutOfRange { table, index, len })
-            }
-        };
         for &w in &words {
             match verdict::decode(w) {
                 verdict::Decoded::Abstain => {}
@@ -87,34 +146,20 @@ impl Verdicts {
     /// Verdicts given one by one (a failed call's recalled ones); devices that were given
     /// the same tag set or reason share one table entry.
     pub(crate) fn from_remembered(verdicts: impl IntoIterator<Item = Remembered>) -> Self {
-        let mut out = Verdicts::default();
-        let mut set_index: HashMap<*const (String, String), u32> = HashMap::new();
-        let mut reason_index: HashMap<*const u8, u32> = HashMap::new();
-        for v in verdicts {
-            let word = match v {
+        let (mut sets, mut reasons) = (Interner::new(), Interner::new());
+        let words = verdicts
+            .into_iter()
+            .map(|v| match v {
                 Remembered::Abstain => verdict::ABSTAIN,
-                Remembered::Assign(tags) => {
-                    let i = *set_index
-                        .entry(Arc::as_ptr(&tags).cast())
-                        .or_insert_with(|| {
-                            out.sets.push(tags);
-                            (out.sets.len() - 1) as u32
-                        });
-                    verdict::assign(i)
-                }
-                Remembered::Reject(reason) => {
-                    let i = *reason_index
-                        .entry(Arc::as_ptr(&reason).cast())
-                        .or_insert_with(|| {
-                            out.reasons.push(reason);
-                            (out.reasons.len() - 1) as u32
-                        });
-                    verdict::reject(i)
-                }
-            };
-            out.words.push(word);
+                Remembered::Assign(tags) => verdict::assign(sets.index_of(&tags)),
+                Remembered::Reject(reason) => verdict::reject(reasons.index_of(&reason)),
+            })
+            .collect();
+        Verdicts {
+            words,
+            sets: sets.into_table(),
+            reasons: reasons.into_table(),
         }
-        out
     }
 
     /// How many devices.
@@ -311,6 +356,21 @@ mod tests {
             };
             assert_eq!(m.recall(a(f)), Some(expected), "function {f}");
         }
+    }
+
+    #[test]
+    fn the_interner_enters_each_shared_value_once_by_identity() {
+        let (x, y): (Arc<str>, Arc<str>) = ("same".into(), "same".into());
+        let mut interner = Interner::new();
+        let indices: Vec<u32> = [&x, &x, &y, &x, &y]
+            .into_iter()
+            .map(|v| interner.index_of(v))
+            .collect();
+        // Equal contents in two allocations are two entries; the last value is not the only
+        // one remembered.
+        assert_eq!(indices, [0, 0, 1, 0, 1]);
+        assert_eq!(interner.table().len(), 2);
+        assert!(Arc::ptr_eq(&interner.into_table()[1], &y));
     }
 
     #[test]
