@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use pcitrack::ops::{self, ClaimRequest, DevicesQuery, InstanceRequest};
-use pcitrack_model::{DevType, Device, PciAddress};
-use pcitrack_tracker::{Assessed, DefaultCleanup, DeviceFilter, Tracker};
+use pcitrack_model::{Assessment, DevType, Device, PciAddress};
+use pcitrack_tracker::{DefaultCleanup, DeviceFilter, Tracker};
 
 /// Aliases as an operator writes them in `[pci] alias`.
 const ALIASES: &[&str] = &[
@@ -28,7 +28,7 @@ fn address(bus: u8, slot: u8, function: u8) -> PciAddress {
 fn tracker() -> Tracker<pcitrack_tracker::SqliteStore> {
     let mut tracker = Tracker::in_memory().expect("in-memory tracker");
     let pf = address(0x0a, 0, 0);
-    let mut devices = vec![Assessed::assignable(Device::new(
+    let mut devices = vec![Assessment::assignable(Device::new(
         pf,
         0x8086,
         0x1572,
@@ -38,13 +38,13 @@ fn tracker() -> Tracker<pcitrack_tracker::SqliteStore> {
         let mut vf = Device::new(address(0x0a, 0x10, function), 0x8086, 0x154c, DevType::Vf);
         vf.parent_addr = Some(pf);
         vf.numa_node = Some(0);
-        let mut assessed = Assessed::assignable(vf);
+        let mut assessed = Assessment::assignable(vf);
         if function == 2 {
             assessed.tags = BTreeMap::from([("physical_network".into(), "physnet1".into())]);
         }
         devices.push(assessed);
     }
-    devices.push(Assessed::assignable(Device::new(
+    devices.push(Assessment::assignable(Device::new(
         address(0x81, 0, 0),
         0x15b3,
         0x1018,

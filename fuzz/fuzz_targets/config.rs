@@ -27,7 +27,7 @@ fuzz_target!(|text: &str| {
     );
     for name in ["matcher", "tagger", "cleanup"]
         .into_iter()
-        .chain(config.policies.keys().map(String::as_str))
+        .chain(config.policies.settings.keys().map(String::as_str))
     {
         let json = config.policy_config(name);
         let value: serde_json::Value = serde_json::from_str(&json).expect("policy config is JSON");

@@ -103,6 +103,9 @@ fn main() {
 
     let mut config = Config::default();
     config.pci.device_spec = specs;
+    // The compiled-policy cache goes to a temp dir, never to /var/lib/pcitrack.
+    let state = tempfile::tempdir().unwrap();
+    config.agent.state_dir = Some(state.path().to_path_buf());
     let policies = pcitrack::policies::load(&config, None).unwrap();
     assert!(
         policies.loaded.errors.is_empty(),

@@ -14,11 +14,13 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// An answer: the status and the body.
+/// An answer: the status, the body's declared type and the body.
 #[derive(Debug, Clone)]
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
+    /// The `Content-Type` header, when there is one.
+    pub content_type: Option<String>,
     /// The body, as sent.
     pub body: Vec<u8>,
 }
@@ -115,6 +117,11 @@ impl Client {
             .await
             .context("the agent did not answer")?;
         let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         let body = response
             .into_body()
             .collect()
@@ -123,6 +130,10 @@ impl Client {
             .to_bytes()
             .to_vec();
         driver.abort();
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            content_type,
+            body,
+        })
     }
 }

@@ -5,8 +5,11 @@
 //! default, so no configuration file at all is a valid configuration.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use pcitrack_runtime::AllowedDigests;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -47,9 +50,9 @@ pub struct Config {
     /// The API.
     #[serde(default)]
     pub api: ApiSection,
-    /// Per-policy settings, by policy name; each table reaches that policy's `init`.
+    /// `[policies]`: which policy files may run, and per-policy settings.
     #[serde(default)]
-    pub policies: BTreeMap<String, toml::Table>,
+    pub policies: PoliciesSection,
 }
 
 /// `[agent]`.
@@ -79,7 +82,7 @@ pub struct AgentSection {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
-    /// CPU deadline of one policy call, in milliseconds (default 50).
+    /// wall-clock deadline of one policy call, in milliseconds (default 50).
     pub deadline_ms: Option<u64>,
     /// Memory cap of one policy instance, in MiB (default 64).
     pub memory_mib: Option<usize>,
@@ -97,6 +100,60 @@ pub struct PciSection {
     pub alias: Vec<String>,
 }
 
+/// `[policies]`: the optional digest allowlist, and one table per policy
+/// (`[policies.<name>]`) that reaches that policy's `init`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(try_from = "toml::Table")]
+pub struct PoliciesSection {
+    /// `allowed_sha256`: when set, only policy files whose SHA-256 (lower-case hex) is listed
+    /// are loaded; the embedded defaults are always allowed. Absent: any `.wasm` file runs.
+    pub allowed_sha256: Option<Vec<String>>,
+    /// Per-policy settings, by policy name.
+    pub settings: BTreeMap<String, toml::Table>,
+}
+
+impl TryFrom<toml::Table> for PoliciesSection {
+    type Error = String;
+
+    fn try_from(table: toml::Table) -> Result<Self, String> {
+        let mut section = PoliciesSection::default();
+        for (key, value) in table {
+            match (key.as_str(), value) {
+                ("allowed_sha256", toml::Value::Array(list)) => {
+                    let entries = list
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| match v {
+                            toml::Value::String(s) => Ok(s),
+                            other => Err(format!(
+                                "[policies] allowed_sha256[{i}] = {other}: expected a string of \
+                                 64 hex digits (a SHA-256 digest)"
+                            )),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    section.allowed_sha256 = Some(entries);
+                }
+                ("allowed_sha256", other) => {
+                    return Err(format!(
+                        "[policies] allowed_sha256 = {other}: expected a list of SHA-256 digests \
+                         (64 hex digits each)"
+                    ));
+                }
+                (_, toml::Value::Table(t)) => {
+                    section.settings.insert(key, t);
+                }
+                (_, other) => {
+                    return Err(format!(
+                        "[policies] {key} = {other}: per-policy settings go in a table \
+                         ([policies.{key}]); the only other key is allowed_sha256"
+                    ));
+                }
+            }
+        }
+        Ok(section)
+    }
+}
+
 /// `[api]`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +168,11 @@ pub struct ApiSection {
 
 impl Config {
     /// Reads and checks a configuration file.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Parse`] when it is
+    /// not valid (the message names the key).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -120,6 +182,10 @@ impl Config {
     }
 
     /// Parses configuration text; `path` only names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Parse`], naming the key and what is wrong with it.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
@@ -129,26 +195,14 @@ impl Config {
         Ok(config)
     }
 
-    /// The state directory: `[agent] state_dir`, else `/var/lib/pcitrack` for root and
-    /// `$XDG_STATE_HOME/pcitrack` (or `~/.local/state/pcitrack`) for anyone else.
+    /// The state directory, as [`resolve_state_dir`] finds it for this process (its
+    /// effective uid and environment).
     pub fn state_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.agent.state_dir {
-            return dir.clone();
-        }
-        let is_root = std::env::var_os("USER").is_some_and(|u| u == "root")
-            || std::fs::metadata("/proc/self")
-                .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-                .unwrap_or(false);
-        if is_root {
-            return PathBuf::from("/var/lib/pcitrack");
-        }
-        if let Some(xdg) = std::env::var_os("XDG_STATE_HOME") {
-            return PathBuf::from(xdg).join("pcitrack");
-        }
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
-        home.join(".local/state/pcitrack")
+        resolve_state_dir(
+            self.agent.state_dir.as_deref(),
+            rustix::process::geteuid().as_raw(),
+            &|name| std::env::var_os(name),
+        )
     }
 
     /// The sysfs root (default `/sys`).
@@ -188,7 +242,12 @@ impl Config {
             .unwrap_or_else(|| self.state_dir().join("pcitrack.sock"))
     }
 
-    /// Checks what parsing cannot: settings that only make sense together.
+    /// Checks what parsing cannot: settings that only make sense together, and the digest
+    /// allowlist's entries.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Parse`] naming the setting.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let bad = |message: String| ConfigError::Parse {
             path: path.to_path_buf(),
@@ -223,7 +282,23 @@ impl Config {
         if self.agent.resync_interval_secs == Some(0) {
             return Err(bad("[agent] resync_interval_secs must be at least 1".into()));
         }
+        self.allowed_digests()
+            .map_err(|e| bad(format!("[policies] {e}")))?;
         Ok(())
+    }
+
+    /// `[policies] allowed_sha256` parsed: `None` when absent (any policy file may run).
+    ///
+    /// # Errors
+    ///
+    /// An entry that is not 64 hex digits, naming it ([`Config::parse`] already refuses such a
+    /// file, so this fails only on a configuration built in code).
+    pub fn allowed_digests(&self) -> Result<Option<AllowedDigests>, pcitrack_runtime::DigestError> {
+        self.policies
+            .allowed_sha256
+            .as_deref()
+            .map(AllowedDigests::parse)
+            .transpose()
     }
 
     /// Where compiled policies are cached.
@@ -250,7 +325,7 @@ impl Config {
         let mut object = serde_json::Map::new();
         object.insert("device_spec".into(), self.pci.device_spec.clone().into());
         object.insert("alias".into(), self.pci.alias.clone().into());
-        if let Some(table) = self.policies.get(name) {
+        if let Some(table) = self.policies.settings.get(name) {
             for (k, v) in table {
                 object.insert(
                     k.clone(),
@@ -259,6 +334,124 @@ impl Config {
             }
         }
         serde_json::Value::Object(object).to_string()
+    }
+}
+
+/// Where the state (database, API socket, compiled-policy cache) lives, in this order:
+///
+/// 1. `[agent] state_dir` (or `--state-dir`), when set;
+/// 2. `$STATE_DIRECTORY`, which systemd sets from the unit's `StateDirectory=` (the first
+///    entry when it lists several, colon-separated);
+/// 3. `/var/lib/pcitrack` when the *effective* uid is 0 (not `$USER`, which `sudo` and
+///    containers leave stale);
+/// 4. `$XDG_STATE_HOME/pcitrack` (the XDG base directory specification; a relative value is
+///    ignored, as the specification says);
+/// 5. `$HOME/.local/state/pcitrack` (the specification's default for `XDG_STATE_HOME`), or
+///    `./.local/state/pcitrack` without a `HOME`.
+///
+/// A pure function of its inputs, so the order is testable whoever runs the tests.
+pub fn resolve_state_dir(
+    configured: Option<&Path>,
+    euid: u32,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> PathBuf {
+    if let Some(dir) = configured {
+        return dir.to_path_buf();
+    }
+    let non_empty = |name: &str| env(name).filter(|v| !v.is_empty());
+    if let Some(dirs) = non_empty("STATE_DIRECTORY") {
+        let first = dirs
+            .as_bytes()
+            .split(|&b| b == b':')
+            .find(|d| !d.is_empty());
+        if let Some(first) = first {
+            return PathBuf::from(OsStr::from_bytes(first));
+        }
+    }
+    if euid == 0 {
+        return PathBuf::from("/var/lib/pcitrack");
+    }
+    if let Some(xdg) = non_empty("XDG_STATE_HOME").map(PathBuf::from)
+        && xdg.is_absolute()
+    {
+        return xdg.join("pcitrack");
+    }
+    non_empty("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".local/state/pcitrack")
+}
+
+/// Settings given on `pcitrack run`'s command line. They win over the file, also after a
+/// reload. One struct for the flags and their effect: a new flag is a field here and a line
+/// in [`Overrides::apply`].
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Root of the sysfs tree (default /sys).
+    #[arg(long, value_name = "DIR")]
+    pub sysfs_root: Option<PathBuf>,
+    /// Policies directory (default <state_dir>/policies).
+    #[arg(long, value_name = "DIR")]
+    pub policies_dir: Option<PathBuf>,
+    /// State directory: database, socket, cache.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Database file (default <state_dir>/pcitrack.db).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// API unix socket (default <state_dir>/pcitrack.sock), mode 0600.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Also serve the API on TCP at this address (needs [api] token in the configuration).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Seconds between full resyncs (default 300).
+    #[arg(long = "resync-interval", value_name = "SECS")]
+    pub resync_interval_secs: Option<u64>,
+    /// Also take uevents from this unix datagram socket (a relay from a host, or tests).
+    #[arg(long, value_name = "PATH")]
+    pub uevent_relay: Option<PathBuf>,
+    /// Do not subscribe to the kernel's uevents (rely on the relay and the periodic resync).
+    #[arg(long)]
+    pub no_netlink: bool,
+}
+
+impl Overrides {
+    /// `config` with these settings applied.
+    pub fn apply(&self, mut config: Config) -> Config {
+        fn set<T: Clone>(field: &mut Option<T>, value: &Option<T>) {
+            if let Some(v) = value {
+                *field = Some(v.clone());
+            }
+        }
+        let a = &mut config.agent;
+        set(&mut a.sysfs_root, &self.sysfs_root);
+        set(&mut a.policies_dir, &self.policies_dir);
+        set(&mut a.state_dir, &self.state_dir);
+        set(&mut a.db, &self.db);
+        set(&mut a.resync_interval_secs, &self.resync_interval_secs);
+        set(&mut a.uevent_relay, &self.uevent_relay);
+        if self.no_netlink {
+            a.netlink = Some(false);
+        }
+        set(&mut config.api.socket, &self.socket);
+        set(&mut config.api.listen, &self.listen);
+        config
+    }
+
+    /// Reads the configuration file (or takes the defaults) and applies these settings.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or parsed, or the result is invalid (see [`Config::validate`]).
+    pub fn effective(&self, path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = match path {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        let config = self.apply(config);
+        config.validate(path.unwrap_or(Path::new("command line")))?;
+        Ok(config)
     }
 }
 
@@ -316,6 +509,125 @@ missing_syncs = 3
             Path::new("c.toml"),
         );
         assert!(ok.is_ok());
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn the_state_directory_is_resolved_in_order_whoever_runs_the_test() {
+        let all = [
+            ("STATE_DIRECTORY", "/run/sd/pcitrack:/run/sd/other"),
+            ("XDG_STATE_HOME", "/home/u/.state"),
+            ("HOME", "/home/u"),
+        ];
+        let resolve = |configured: Option<&str>, euid: u32, vars: &[(&str, &str)]| {
+            resolve_state_dir(configured.map(Path::new), euid, &env(vars))
+        };
+        // The configuration wins over everything.
+        assert_eq!(resolve(Some("/etc/x"), 0, &all), Path::new("/etc/x"));
+        // Then systemd's StateDirectory= (its first entry), for root or not.
+        for euid in [0, 1000] {
+            assert_eq!(resolve(None, euid, &all), Path::new("/run/sd/pcitrack"));
+        }
+        assert_eq!(
+            resolve(None, 1000, &[("STATE_DIRECTORY", ":/run/sd/b")]),
+            Path::new("/run/sd/b")
+        );
+        // Then root's system directory: the effective uid decides, not $USER.
+        let no_systemd = &all[1..];
+        assert_eq!(resolve(None, 0, no_systemd), Path::new("/var/lib/pcitrack"));
+        let user_root = [("USER", "root"), ("HOME", "/home/u")];
+        assert_eq!(
+            resolve(None, 1000, &user_root),
+            Path::new("/home/u/.local/state/pcitrack")
+        );
+        // Then XDG_STATE_HOME, then HOME's default; empty and relative values are ignored.
+        assert_eq!(
+            resolve(None, 1000, no_systemd),
+            Path::new("/home/u/.state/pcitrack")
+        );
+        assert_eq!(
+            resolve(
+                None,
+                1000,
+                &[
+                    ("STATE_DIRECTORY", ""),
+                    ("XDG_STATE_HOME", "rel"),
+                    ("HOME", "/h")
+                ]
+            ),
+            Path::new("/h/.local/state/pcitrack")
+        );
+        assert_eq!(
+            resolve(None, 1000, &[]),
+            Path::new("./.local/state/pcitrack")
+        );
+    }
+
+    #[test]
+    fn a_run_flag_overrides_its_setting_and_leaves_the_others() {
+        let file = Config::parse(
+            "[agent]\nsysfs_root = '/from/file'\ndb = '/file.db'\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let flags = Overrides {
+            sysfs_root: Some("/from/flag".into()),
+            no_netlink: true,
+            listen: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let c = flags.apply(file);
+        assert_eq!(c.agent.sysfs_root.as_deref(), Some(Path::new("/from/flag")));
+        assert_eq!(c.agent.db.as_deref(), Some(Path::new("/file.db")));
+        assert_eq!(c.agent.netlink, Some(false));
+        assert_eq!(c.api.listen.as_deref(), Some("127.0.0.1:1"));
+    }
+
+    const DIGEST: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn the_digest_allowlist_sits_beside_per_policy_tables() {
+        let c = Config::parse(
+            &format!(
+                "[policies]\nallowed_sha256 = ['{}']\n[policies.grace]\nmissing_syncs = 3\n",
+                DIGEST.to_uppercase()
+            ),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert!(c.allowed_digests().unwrap().unwrap().permits(b""));
+        let v: serde_json::Value = serde_json::from_str(&c.policy_config("grace")).unwrap();
+        assert_eq!(v["missing_syncs"], 3);
+        assert!(Config::default().allowed_digests().unwrap().is_none());
+    }
+
+    #[test]
+    fn an_allowlist_entry_that_is_not_a_digest_refuses_the_configuration_naming_it() {
+        let e = Config::parse(
+            &format!("[policies]\nallowed_sha256 = ['{DIGEST}', 'deadbeef']\n"),
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("c.toml") && e.contains("allowed_sha256 entry 1") && e.contains("deadbeef"),
+            "{e}"
+        );
+        let e = Config::parse("[policies]\nallowed_sha256 = [1]\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("allowed_sha256[0]"), "{e}");
+        let e = Config::parse("[policies]\ngrace = 3\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[policies.grace]"), "{e}");
     }
 
     #[test]

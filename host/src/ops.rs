@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use pcitrack_model::{DevType, DeviceStatus};
 use pcitrack_tracker::{
-    AliasTable, ClaimedDevice, DeviceFilter, FreeReport, PciRequest, Store, Tracker, TrackerError,
+    AliasTable, ClaimedDevice, DeviceFilter, FreeReport, PciRequest, SqliteStore, Store, Tracker,
+    TrackerError,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -254,6 +255,51 @@ pub fn free<S: Store>(
     Ok(tracker.free(&req.instance)?)
 }
 
+/// What checking a database file found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// SQLite's integrity problems (`PRAGMA integrity_check`); empty when the file is sound.
+    pub integrity: Vec<String>,
+    /// The first tracker invariant the rows violate (a device in use without an owner...).
+    pub invariant: Option<String>,
+    /// Tracked devices.
+    pub devices: usize,
+}
+
+impl CheckReport {
+    /// Whether the file passed both checks.
+    pub fn ok(&self) -> bool {
+        self.integrity.is_empty() && self.invariant.is_none()
+    }
+}
+
+/// Checks a database: SQLite's integrity check, then the tracker's invariants (only when the
+/// file is sound: the rows of a corrupt file prove nothing). Only reads.
+///
+/// # Errors
+///
+/// [`OpError::Store`] when the checks cannot run at all.
+pub fn check(tracker: &mut Tracker<SqliteStore>) -> Result<CheckReport, OpError> {
+    let integrity = tracker
+        .store()
+        .integrity_check()
+        .map_err(|e| OpError::Store(error_text(&e)))?;
+    if !integrity.is_empty() {
+        return Ok(CheckReport {
+            integrity,
+            invariant: None,
+            devices: 0,
+        });
+    }
+    let invariant = pcitrack_tracker::invariants::check(tracker).err();
+    let devices = tracker.devices(&DeviceFilter::default())?.len();
+    Ok(CheckReport {
+        integrity,
+        invariant,
+        devices,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +348,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, OpError::Refused(_)), "{e:?}");
+    }
+
+    #[test]
+    fn a_fresh_database_passes_the_check() {
+        let mut tracker = Tracker::in_memory().unwrap();
+        let report = check(&mut tracker).unwrap();
+        assert!(report.ok(), "{report:?}");
+        assert_eq!(report.devices, 0);
     }
 
     #[test]

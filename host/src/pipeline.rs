@@ -1,84 +1,34 @@
 //! The one-way flow, wired: discovered devices → policy chains → tracker.
 //!
-//! This is the only place where the runtime and the tracker meet, through the tracker's
-//! small [`CleanupPolicy`] trait and its plain [`Assessed`] records, so neither crate knows
-//! the other.
+//! This is the only place where the runtime and the tracker meet. They speak the vocabulary's
+//! records ([`Assessment`], and the cleanup candidate and verdict of
+//! [`pcitrack_model::cleanup`]), so nothing is converted here and neither crate knows the
+//! other: the runtime's cleanup chain reaches the tracker through its small
+//! [`CleanupPolicy`] trait.
 
-use pcitrack_model::Device;
-use pcitrack_runtime::{CleanupCandidate, CleanupVerdict, PolicySet};
-use pcitrack_tracker::{
-    Assessed, CleanupDecision, CleanupPolicy, Store, SyncReport, TrackedView, Tracker, TrackerError,
-};
+use pcitrack_model::cleanup::{CleanupCandidate, CleanupVerdict};
+use pcitrack_model::{Assessment, Device};
+use pcitrack_runtime::{CleanupOutcome, PolicySet};
+use pcitrack_tracker::{CleanupPolicy, Store, SyncReport, Tracker, TrackerError};
 
-/// The runtime's cleanup chain, as the tracker sees it.
+/// The runtime's cleanup chain, as the tracker sees it: what the chain said, with the deciding
+/// policy named in a keep's reason. Abstentions and the in-use guard are the tracker's.
 pub struct RuntimeCleanup<'a>(pub &'a PolicySet);
 
 impl CleanupPolicy for RuntimeCleanup<'_> {
-    fn decide(&self, tracked: &[TrackedView], candidates: &[usize]) -> Vec<CleanupDecision> {
-        let tracked: Vec<CleanupCandidate> = tracked
-            .iter()
-            .map(|t| CleanupCandidate {
-                address: t.address,
-                vendor_id: t.vendor_id,
-                product_id: t.product_id,
-                dev_type: t.dev_type,
-                status: t.status,
-                owner: t.owner.clone(),
-                parent_addr: t.parent_addr,
-                reported: t.reported,
-                missing_syncs: t.missing_syncs,
-            })
-            .collect();
+    fn decide(&self, tracked: &[CleanupCandidate], candidates: &[usize]) -> Vec<CleanupVerdict> {
         self.0
-            .cleanup(&tracked, candidates)
+            .cleanup(tracked, candidates)
             .into_iter()
-            .map(|o| match o.verdict {
-                CleanupVerdict::Delete => CleanupDecision::Delete,
-                CleanupVerdict::Keep(reason) => {
-                    CleanupDecision::Keep(format!("{reason} (policy {})", o.decided_by))
-                }
-            })
+            .map(CleanupOutcome::into_verdict)
             .collect()
     }
 }
 
-/// A device's assessment with the reason it is not assignable, for operators.
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    /// What the tracker takes.
-    pub assessed: Assessed,
-    /// Why it is not assignable, or which failure forced a fallback.
-    pub reason: Option<String>,
-}
-
-/// Runs the matcher and tagger chains over `devices` (sorted here by address, as the
-/// contract promises policies), keeping the reasons.
-pub fn evaluate(set: &PolicySet, devices: &[Device]) -> Vec<Verdict> {
-    let mut devices = devices.to_vec();
-    devices.sort_by_key(|d| d.address);
-    let assessments = set.assess(&devices);
-    devices
-        .into_iter()
-        .zip(assessments)
-        .map(|(device, a)| Verdict {
-            assessed: Assessed {
-                device,
-                assignable: a.assignable,
-                tags: a.tags.iter().cloned().collect(),
-                remote_managed: a.remote_managed,
-                decided_by: a.decided_by.to_string(),
-            },
-            reason: a.reason.map(|r| r.to_string()),
-        })
-        .collect()
-}
-
-/// Runs the matcher and tagger chains over `devices` (sorted here by address).
-pub fn assess(set: &PolicySet, devices: &[Device]) -> Vec<Assessed> {
-    evaluate(set, devices)
-        .into_iter()
-        .map(|v| v.assessed)
-        .collect()
+/// Runs the matcher and tagger chains over `devices` (sorted by address, as the contract
+/// promises policies): each device with its verdict and, for operators, the reason.
+pub fn evaluate(set: &PolicySet, devices: &[Device]) -> Vec<Assessment> {
+    set.assessments(devices.to_vec())
 }
 
 /// One reconcile pass: assess `devices` and bring the tracker in line with them.
@@ -87,6 +37,6 @@ pub fn sync<S: Store>(
     set: &PolicySet,
     devices: &[Device],
 ) -> Result<SyncReport, TrackerError> {
-    let assessed = assess(set, devices);
+    let assessed = evaluate(set, devices);
     tracker.sync(&assessed, &RuntimeCleanup(set))
 }

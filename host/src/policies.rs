@@ -16,9 +16,17 @@ pub struct Policies {
 }
 
 /// Loads the embedded defaults and the policy files of `dir` (when given) with `config`'s
-/// limits and per-policy settings, caching compiled policies in the state directory when
-/// it is writable.
+/// limits, per-policy settings and digest allowlist (an unlisted file is refused, like any
+/// other file that fails to load), caching compiled policies in the state directory when it
+/// is writable.
+///
+/// # Errors
+///
+/// The engine cannot start, or the allowlist has an entry that is not a digest.
 pub fn load(config: &Config, dir: Option<&Path>) -> anyhow::Result<Policies> {
+    let allowed = config
+        .allowed_digests()
+        .map_err(|e| anyhow::anyhow!("[policies] {e}"))?;
     let engine = PolicyEngine::new(config.limits())
         .map_err(anyhow::Error::msg)
         .context("starting the policy engine")?;
@@ -31,6 +39,7 @@ pub fn load(config: &Config, dir: Option<&Path>) -> anyhow::Result<Policies> {
         dir,
         &|name| config.policy_config(name),
         cache.as_ref(),
+        allowed.as_ref(),
     );
     Ok(Policies { engine, loaded })
 }

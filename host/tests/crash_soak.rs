@@ -17,7 +17,9 @@ use pcitrack_tracker::{DeviceFilter, Tracker};
 use serde_json::{Value, json};
 
 mod common;
+
 use common::daemon::Daemon;
+use rustix::process::Signal;
 
 /// What the agent acknowledged: instance → (devices, allocated?). An operation whose answer
 /// was lost to the kill is `Unknown` until the database says.
@@ -232,7 +234,7 @@ fn sigkill_soak_keeps_the_database_consistent_and_loses_no_acknowledged_claim() 
                 }
             });
             std::thread::sleep(Duration::from_millis(50 + xorshift(&mut seed) % 400));
-            d.signal(libc::SIGKILL);
+            d.signal(Signal::KILL);
             stop.store(true, Ordering::Relaxed);
         });
         d.kill(); // reaps it

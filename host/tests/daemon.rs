@@ -7,8 +7,10 @@ use pcitrack_discovery::fixture::FakeSysfs;
 use serde_json::{Value, json};
 
 mod common;
+
 use common::daemon::{Daemon, MLX, MLX_VF, add_connectx};
 use common::example_policy;
+use rustix::process::Signal;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -220,7 +222,7 @@ fn sigterm_stops_cleanly_and_sighup_reloads_the_configuration_or_keeps_the_last_
 
     // A configuration that does not parse: refused, reported, the agent serves on.
     std::fs::write(d.config_path(), "[agent\nthis is not toml").unwrap();
-    d.signal(libc::SIGHUP);
+    d.signal(Signal::HUP);
     assert!(d.wait_for(T, |d| !d.get("/v1/health")["config_error"].is_null()));
     let error = d.get("/v1/health")["config_error"]
         .as_str()
@@ -231,11 +233,11 @@ fn sigterm_stops_cleanly_and_sighup_reloads_the_configuration_or_keeps_the_last_
 
     // A good one: its device_spec takes effect.
     d.write_config(&format!("[pci]\ndevice_spec = ['{{\"vendor_id\": \"{MLX:04x}\", \"product_id\": \"{MLX_VF:04x}\"}}']\n"));
-    d.signal(libc::SIGHUP);
+    d.signal(Signal::HUP);
     assert!(d.wait_for(T, |d| d.tracked() == vfs), "log:\n{}", d.log());
     assert!(d.get("/v1/health")["config_error"].is_null());
 
-    d.signal(libc::SIGTERM);
+    d.signal(Signal::TERM);
     let status = d.wait_exit(T).expect("the agent did not stop on SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(
@@ -253,7 +255,7 @@ fn the_cli_talks_to_the_agent_over_its_socket() {
     let d = Daemon::start(sysfs, &spec);
     let socket = d.dir.path().join("state/pcitrack.sock");
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pcitrack"))
+        let out = common::command(&d.dir.path().join("cli-state"))
             .args(args)
             .arg("--socket")
             .arg(&socket)

@@ -6,7 +6,7 @@
 //! pool") and start-up cleanup only deleted unreported devices in `available` state.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
@@ -49,15 +49,12 @@ impl Host {
     fn run(&self, args: &[&str]) -> Output {
         let config = self.path("pcitrack.toml");
         let db = self.path("pcitrack.db");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pcitrack"));
+        let mut cmd = common::command(&self.path("state"));
         cmd.arg("--config").arg(&config).args(args);
         if args[0] != "policy" {
             cmd.arg("--db").arg(&db);
         }
-        cmd.env("XDG_STATE_HOME", self.path("state"))
-            .env("USER", "nobody")
-            .output()
-            .unwrap()
+        cmd.output().unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> Value {

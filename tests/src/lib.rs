@@ -35,6 +35,8 @@ pub fn component_of_world(wit: &str, world: &str) -> Vec<u8> {
         &resolve,
         world,
         wit_component::StringEncoding::UTF8,
+        // Plain (non-canonical) names, as every policy build makes them.
+        false,
     )
     .expect("metadata embeds");
     wit_component::ComponentEncoder::default()

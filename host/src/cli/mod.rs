@@ -3,6 +3,7 @@
 
 mod discover;
 mod output;
+mod pci_names;
 mod policy;
 mod policy_test;
 mod run;
@@ -18,7 +19,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 
 pub use output::Format;
-pub use tracker::open_tracker;
 
 /// pcitrack: keeps the inventory of a host's PCI devices (SR-IOV PFs and VFs, plain PCI
 /// devices) and hands them out to workloads, with its decisions made by sandboxed

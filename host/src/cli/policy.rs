@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use pcitrack_runtime::{Policy, PolicyEngine, PolicyKind, PolicyOrigin, policy_name};
+use pcitrack_runtime::{Policy, PolicyEngine, PolicyKind, PolicyOrigin, policy_name, sha256_hex};
 use serde::Serialize;
 
 use super::output::{Format, table};
@@ -15,8 +15,8 @@ use crate::config::Config;
 /// `pcitrack policy` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Validate a policy file: print its kind, contract version and description, or why it
-    /// is refused (non-zero exit).
+    /// Validate a policy file: print its kind, contract version, description and SHA-256 (the
+    /// digest `[policies] allowed_sha256` lists), or why it is refused (non-zero exit).
     Check {
         /// The component (`.wasm`).
         file: PathBuf,
@@ -87,6 +87,18 @@ fn check(file: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     let engine = engine(config)?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let name = policy_name(file);
+    let sha256 = sha256_hex(&bytes);
+    if let Some(allowed) = config
+        .allowed_digests()
+        .map_err(|e| anyhow::anyhow!("[policies] {e}"))?
+        && !allowed.permits(&bytes)
+    {
+        eprintln!(
+            "{}: refused: its SHA-256 {sha256} is not in [policies] allowed_sha256",
+            file.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let started = Instant::now();
     match Policy::load(
         &engine,
@@ -104,6 +116,7 @@ fn check(file: &Path, config: &Config) -> anyhow::Result<ExitCode> {
             println!("  policy:      {pname} {version}");
             println!("  description: {description}");
             println!("  size:        {} bytes", bytes.len());
+            println!("  sha256:      {sha256}");
             println!(
                 "  load time:   {:.1} ms (compile, pre-link, init)",
                 started.elapsed().as_secs_f64() * 1e3

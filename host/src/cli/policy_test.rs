@@ -29,7 +29,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use pcitrack_model::{Device, PciAddress};
-use pcitrack_runtime::Assessment;
+use pcitrack_runtime::DeviceVerdict;
 use serde::Deserialize;
 
 use crate::config::Config;
@@ -97,7 +97,7 @@ impl TestFile {
 }
 
 /// The differences between what was expected and what the chain decided; empty when they agree.
-pub fn differences(expect: &Expectation, got: Option<&Assessment>) -> Vec<String> {
+pub fn differences(expect: &Expectation, got: Option<&DeviceVerdict>) -> Vec<String> {
     let a = expect.address;
     let Some(got) = got else {
         return vec![format!("{a}: no such device in the test's devices")];
@@ -244,8 +244,8 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn assessment(assignable: bool, tags: &[(&str, &str)]) -> Assessment {
-        Assessment {
+    fn assessment(assignable: bool, tags: &[(&str, &str)]) -> DeviceVerdict {
+        DeviceVerdict {
             address: "0000:81:00.1".parse().unwrap(),
             assignable,
             tags: tags

@@ -5,7 +5,7 @@
 //! paths run the same code (`crate::ops`) and print the same way; every operation is one
 //! transaction, so the direct path is safe next to a running agent using the same file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -18,6 +18,7 @@ use super::source::{DeviceSource, read_devices};
 use crate::client::Client;
 use crate::config::Config;
 use crate::ops::{self, ClaimRequest, DeviceRow, DevicesQuery, InstanceRequest, PoolRow};
+use crate::store::open_tracker;
 
 /// Where the database is (for `sync`, which always works on the file).
 #[derive(Debug, Args)]
@@ -66,15 +67,6 @@ impl TargetArgs {
         let path = self.db.clone().unwrap_or_else(|| config.db());
         Ok(Target::Direct(Box::new(open_tracker(&path)?)))
     }
-}
-
-/// Opens (creating if needed) the database at `path`.
-pub fn open_tracker(path: &Path) -> anyhow::Result<Tracker<SqliteStore>> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    Tracker::open(path).with_context(|| format!("opening the database {}", path.display()))
 }
 
 /// The query string of a devices query (absent filters are left out).
@@ -374,23 +366,18 @@ pub fn check(args: CheckArgs, config: &Config) -> anyhow::Result<ExitCode> {
         bail!("no database at {}", path.display());
     }
     let mut tracker = args.db.open(config)?;
-    let integrity: String = tracker
-        .store()
-        .connection()
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .context("running PRAGMA integrity_check")?;
-    if integrity != "ok" {
+    let report = ops::check(&mut tracker)?;
+    if !report.integrity.is_empty() {
         bail!(
-            "{}: SQLite integrity check failed: {integrity}",
-            path.display()
+            "{}: SQLite integrity check failed: {}",
+            path.display(),
+            report.integrity.join("; ")
         );
     }
-    pcitrack_tracker::invariants::check(&mut tracker)
-        .map_err(|e| anyhow::anyhow!("{}: invariant violated: {e}", path.display()))?;
-    let n = tracker
-        .devices(&Default::default())
-        .context("reading the devices")?
-        .len();
+    if let Some(e) = &report.invariant {
+        bail!("{}: invariant violated: {e}", path.display());
+    }
+    let n = report.devices;
     println!(
         "{}: ok ({n} devices; integrity check and invariants pass)",
         path.display()

@@ -8,7 +8,7 @@
 //! it for other processes); policies in an `ArcSwap`, so an evaluation keeps the set it
 //! started with while a reload swaps in the next one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
@@ -22,57 +22,8 @@ use serde::Serialize;
 
 use super::metrics::Metrics;
 use super::registry::{PoliciesReport, PolicyRegistry, RefreshReport};
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 use crate::pipeline::{RuntimeCleanup, evaluate};
-
-/// Settings given on the command line; they win over the file, also after a reload.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// `[agent] sysfs_root`.
-    pub sysfs_root: Option<PathBuf>,
-    /// `[agent] policies_dir`.
-    pub policies_dir: Option<PathBuf>,
-    /// `[agent] state_dir`.
-    pub state_dir: Option<PathBuf>,
-    /// `[agent] db`.
-    pub db: Option<PathBuf>,
-    /// `[agent] resync_interval_secs`.
-    pub resync_interval_secs: Option<u64>,
-    /// `[agent] uevent_relay`.
-    pub uevent_relay: Option<PathBuf>,
-    /// `[agent] netlink = false`.
-    pub no_netlink: bool,
-    /// `[api] socket`.
-    pub socket: Option<PathBuf>,
-    /// `[api] listen`.
-    pub listen: Option<String>,
-}
-
-impl Overrides {
-    /// `config` with these settings applied.
-    pub fn apply(&self, mut config: Config) -> Config {
-        let a = &mut config.agent;
-        macro_rules! set {
-            ($field:expr, $value:expr) => {
-                if let Some(v) = &$value {
-                    $field = Some(v.clone());
-                }
-            };
-        }
-        set!(a.sysfs_root, self.sysfs_root);
-        set!(a.policies_dir, self.policies_dir);
-        set!(a.state_dir, self.state_dir);
-        set!(a.db, self.db);
-        set!(a.resync_interval_secs, self.resync_interval_secs);
-        set!(a.uevent_relay, self.uevent_relay);
-        if self.no_netlink {
-            a.netlink = Some(false);
-        }
-        set!(config.api.socket, self.socket);
-        set!(config.api.listen, self.listen);
-        config
-    }
-}
 
 /// The outcome of one reconcile pass, as the API reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -151,26 +102,16 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads the configuration file (or the defaults) and applies the overrides.
-pub fn effective_config(path: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
-    let config = match path {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    let config = overrides.apply(config);
-    config.validate(path.unwrap_or(Path::new("command line")))?;
-    Ok(config)
-}
-
 impl Agent {
     /// Opens the database, loads the policies and reconciles once.
     pub fn start(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<Arc<Agent>> {
-        let config = effective_config(config_path.as_deref(), &overrides)
+        let config = overrides
+            .effective(config_path.as_deref())
             .context("loading the configuration")?;
         let state = config.state_dir();
         std::fs::create_dir_all(&state)
             .with_context(|| format!("creating the state directory {}", state.display()))?;
-        let tracker = crate::cli::open_tracker(&config.db())?;
+        let tracker = crate::store::open_tracker(&config.db())?;
         let mut registry =
             PolicyRegistry::new(&config, &config.policies_dir()).map_err(anyhow::Error::msg)?;
         let refresh = registry.refresh();
@@ -255,8 +196,7 @@ impl Agent {
             tracing::warn!(device = %s.entry, reason = %s.reason, "skipped an unreadable device");
         }
         let set = self.policies.load_full();
-        let verdicts = evaluate(&set, &report.devices);
-        let assessed: Vec<_> = verdicts.iter().map(|v| v.assessed.clone()).collect();
+        let assessed = evaluate(&set, &report.devices);
         let sync = {
             let mut tracker = lock(&self.tracker);
             tracker
@@ -272,16 +212,16 @@ impl Agent {
         for (a, why) in &sync.kept {
             tracing::debug!(device = %a, reason = %why, "unreported device kept");
         }
-        let rows = verdicts
+        let rows = assessed
             .iter()
             .map(|v| VerdictRow {
-                address: v.assessed.device.address.to_string(),
-                vendor_id: format!("{:04x}", v.assessed.device.vendor_id),
-                product_id: format!("{:04x}", v.assessed.device.product_id),
-                dev_type: v.assessed.device.dev_type,
-                assignable: v.assessed.assignable,
-                tags: v.assessed.tags.clone(),
-                decided_by: v.assessed.decided_by.clone(),
+                address: v.device.address.to_string(),
+                vendor_id: format!("{:04x}", v.device.vendor_id),
+                product_id: format!("{:04x}", v.device.product_id),
+                dev_type: v.device.dev_type,
+                assignable: v.assignable,
+                tags: v.tags.clone(),
+                decided_by: v.decided_by.clone(),
                 reason: v.reason.clone(),
             })
             .collect();
@@ -341,7 +281,7 @@ impl Agent {
     }
 
     fn try_reload_config(&self) -> anyhow::Result<()> {
-        let config = effective_config(self.config_path.as_deref(), &self.overrides)?;
+        let config = self.overrides.effective(self.config_path.as_deref())?;
         let old = self.config();
         for (what, a, b) in [
             ("[agent] db", old.db(), config.db()),
@@ -400,21 +340,37 @@ impl Agent {
         counts.into_iter().collect()
     }
 
-    /// Health: up, with the last reconcile and the last refused configuration.
+    /// Health: up, with the last reconcile, the last refused configuration, and the policy
+    /// files whose newest version was refused (names, and each one's reason).
     pub fn health(&self) -> serde_json::Value {
         let report = self.policies_report();
-        let refused: Vec<&str> = report
+        let refused: Vec<(&str, &str)> = report
             .policies
             .iter()
-            .filter_map(|p| p.refused.as_ref().map(|_| p.name.as_str()))
+            .filter_map(|p| {
+                p.refused
+                    .as_ref()
+                    .map(|r| (p.name.as_str(), r.error.as_str()))
+            })
+            .collect();
+        let names: Vec<&str> = refused.iter().map(|(name, _)| *name).collect();
+        let errors: Vec<serde_json::Value> = refused
+            .iter()
+            .map(|(name, error)| serde_json::json!({ "policy": name, "error": error }))
             .collect();
         serde_json::json!({
             "status": "ok",
             "uptime_secs": self.started.elapsed().as_secs(),
             "last_reconcile": *lock(&self.last_reconcile),
             "config_error": *lock(&self.last_config_error),
-            "refused_policies": refused,
+            "refused_policies": names,
+            "policy_errors": errors,
         })
+    }
+
+    /// The last reconcile that succeeded.
+    pub fn last_reconcile(&self) -> Option<ReconcileSummary> {
+        lock(&self.last_reconcile).clone()
     }
 
     /// Stops taking work and waits for the reconcile and the transaction in flight.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -188,6 +188,11 @@ async fn reconcile(State(agent): State<Arc<Agent>>) -> Answer<super::agent::Reco
     .map(Json)
 }
 
+/// What `/metrics` serves: prometheus-client's `encode` writes the OpenMetrics text format
+/// (`_total` counters, `# EOF` at the end), so that is the type declared; Prometheus
+/// negotiates it like its own text format.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
     let text = tokio::task::spawn_blocking(move || {
         agent
@@ -199,7 +204,7 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
-        "text/plain; version=0.0.4; charset=utf-8".parse().unwrap(),
+        HeaderValue::from_static(METRICS_CONTENT_TYPE),
     );
     (headers, text).into_response()
 }

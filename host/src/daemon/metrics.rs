@@ -151,7 +151,7 @@ impl Metrics {
         registry.register("policy_traps", "Policy calls that trapped", traps);
         registry.register(
             "policy_timeouts",
-            "Policy calls stopped at the CPU deadline",
+            "Policy calls stopped at the wall-clock deadline",
             timeouts,
         );
         registry.register(

@@ -6,10 +6,13 @@
 //! sources of work feed the agent: uevent bursts, the policies directory and configuration
 //! file (watched), SIGHUP, and the periodic full resync (the safety net for anything missed).
 //! SIGTERM or SIGINT stops the API, waits for the transaction in flight, and exits 0.
+//! Under systemd the agent reports each step (`notify`): ready after the first reconcile with
+//! the API listening, stopping at the signal, and watchdog pings in between.
 
 pub mod agent;
 pub mod api;
 pub mod metrics;
+mod notify;
 pub mod registry;
 mod uevents;
 mod watch;
@@ -24,7 +27,9 @@ use pcitrack_discovery::socket::{KERNEL_GROUP, UeventSocket, UeventSource};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch as tokio_watch;
 
-pub use agent::{Agent, Overrides, effective_config};
+pub use agent::Agent;
+
+use crate::config::Overrides;
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
@@ -90,7 +95,8 @@ fn uevent_sources(
 }
 
 async fn serve(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
-    let config = effective_config(config_path.as_deref(), &overrides)
+    let config = overrides
+        .effective(config_path.as_deref())
         .context("loading the configuration")?;
     let sources = uevent_sources(&config)?;
     let agent = tokio::task::spawn_blocking({
@@ -127,7 +133,29 @@ async fn serve(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Re
                 .into_future(),
         );
     }
+    // Signal handlers before READY=1: a service manager may stop the agent right after.
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     tracing::info!(socket = %socket.display(), tcp = ?config.api.listen, "agent ready");
+    notify::ready(&format!(
+        "serving on {}; {}",
+        socket.display(),
+        agent
+            .last_reconcile()
+            .map(|r| format!(
+                "{} devices discovered, {} assignable",
+                r.discovered, r.assignable
+            ))
+            .unwrap_or_default()
+    ));
+    let watchdog = notify::watchdog_interval().map(|every| {
+        tracing::info!(
+            every_ms = every.as_millis() as u64,
+            "pinging the systemd watchdog"
+        );
+        notify::spawn_watchdog(every)
+    });
 
     // Reloads run one at a time, in order, off the signal loop.
     let reloader = agent.clone();
@@ -147,9 +175,6 @@ async fn serve(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Re
         }
     });
 
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     loop {
         let interval = agent.config().resync_interval();
         tokio::select! {
@@ -164,6 +189,10 @@ async fn serve(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Re
                 tokio::task::spawn_blocking(move || { let _ = a.reconcile("timer"); });
             }
         }
+    }
+    notify::stopping();
+    if let Some(w) = watchdog {
+        w.abort();
     }
     let _ = stop_tx.send(true);
     while let Some(r) = servers.join_next().await {

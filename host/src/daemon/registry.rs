@@ -1,8 +1,9 @@
 //! The policies the agent runs, file by file, with what happened to each.
 //!
 //! Hot reload must never leave the agent worse off: a file that fails to load (not wasm, wrong
-//! world, refuses its configuration, caught half-written) is reported with its name and
-//! reason, and the version of that policy that was running stays in the chain. Deleting a file
+//! world, refuses its configuration, caught half-written, or a digest that `[policies]
+//! allowed_sha256` does not list) is reported with its name and reason, and the version of
+//! that policy that was running stays in the chain. Deleting a file
 //! removes its policy, so the embedded default of its kind comes back. Each refresh compares
 //! the directory with what was loaded (by size, modification time and inode), so create,
 //! modify, rename and delete are handled alike, and a burst of events costs one look.
@@ -14,8 +15,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use pcitrack_runtime::{
-    ArtifactCache, LoadError, Policy, PolicyEngine, PolicyKind, PolicySet, StatsSnapshot, assemble,
-    load_embedded, load_file, policy_files, policy_name,
+    AllowedDigests, ArtifactCache, LoadError, Policy, PolicyEngine, PolicyKind, PolicySet,
+    StatsSnapshot, assemble, load_embedded, load_file, policy_files, policy_name,
 };
 use serde::Serialize;
 
@@ -123,6 +124,7 @@ pub struct PolicyRegistry {
     engine: PolicyEngine,
     cache: Option<ArtifactCache>,
     config: Config,
+    allowed: Option<AllowedDigests>,
     dir: PathBuf,
     defaults: Vec<Arc<Policy>>,
     files: BTreeMap<PathBuf, FileEntry>,
@@ -139,6 +141,9 @@ impl PolicyRegistry {
     /// Starts an engine with `config`'s limits and loads the embedded defaults. A default
     /// that refuses the configuration makes the configuration unusable: that is an error.
     pub fn new(config: &Config, dir: &Path) -> Result<Self, String> {
+        let allowed = config
+            .allowed_digests()
+            .map_err(|e| format!("[policies] {e}"))?;
         let engine = PolicyEngine::new(config.limits())
             .map_err(|e| format!("starting the policy engine: {e}"))?;
         let cache_dir = config.cache_dir();
@@ -154,6 +159,7 @@ impl PolicyRegistry {
             engine,
             cache,
             config: config.clone(),
+            allowed,
             dir: dir.to_path_buf(),
             defaults,
             files: BTreeMap::new(),
@@ -207,6 +213,7 @@ impl PolicyRegistry {
                 &path,
                 &|n| config.policy_config(n),
                 self.cache.as_ref(),
+                self.allowed.as_ref(),
             );
             let entry = self.files.entry(path.clone()).or_insert(FileEntry {
                 fingerprint: None,

@@ -29,6 +29,7 @@ pub struct Daemon {
     pub client: Client,
     child: Option<Child>,
     extra_config: String,
+    env: Vec<(String, PathBuf)>,
 }
 
 /// Adds a ConnectX PF at `pf` with `n` VFs, each with a netdev `ens1f0v<k>` on port pf0.
@@ -48,6 +49,14 @@ impl Daemon {
     /// Writes the configuration (`extra` is appended: `[pci]`, `[policies.*]`...) and starts
     /// the agent on `sysfs`.
     pub fn start(sysfs: FakeSysfs, extra: &str) -> Daemon {
+        let mut d = Daemon::prepare(sysfs, extra);
+        d.spawn();
+        d
+    }
+
+    /// Writes the configuration and the directories, but does not start the agent (set its
+    /// environment with [`Daemon::env`] first, then [`Daemon::spawn`]).
+    pub fn prepare(sysfs: FakeSysfs, extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("policies")).unwrap();
         let client = Client::new(dir.path().join("state/pcitrack.sock"));
@@ -57,10 +66,15 @@ impl Daemon {
             client,
             child: None,
             extra_config: extra.to_string(),
+            env: Vec::new(),
         };
         d.write_config(extra);
-        d.spawn();
         d
+    }
+
+    /// Sets an environment variable for the next start.
+    pub fn env(&mut self, name: &str, value: impl Into<PathBuf>) {
+        self.env.push((name.to_string(), value.into()));
     }
 
     /// The configuration file.
@@ -85,21 +99,37 @@ impl Daemon {
 
     /// Starts the binary and waits until the API answers.
     pub fn spawn(&mut self) {
+        self.spawn_detached();
+        self.wait_up();
+    }
+
+    /// Starts the binary and returns at once. Its state directory is the temp dir's `state`
+    /// (the configuration says so, and so does `$STATE_DIRECTORY`); it inherits no systemd
+    /// variables unless a test sets them with [`Daemon::env`].
+    pub fn spawn_detached(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("agent.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pcitrack"))
-            .arg("--config")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pcitrack"));
+        cmd.arg("--config")
             .arg(self.config_path())
             .arg("run")
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .env("STATE_DIRECTORY", self.dir.path().join("state"))
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID");
+        for (name, value) in &self.env {
+            cmd.env(name, value);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.child = Some(child);
+    }
+
+    /// Waits until the API answers (panics with the log if the agent exits or never does).
+    pub fn wait_up(&mut self) {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(120) {
             if self.client.get("/v1/health").is_ok_and(|r| r.status == 200) {
@@ -187,11 +217,10 @@ impl Daemon {
     }
 
     /// Sends `signal` to the agent.
-    pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.pid() as i32, signal);
-        }
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("the agent's pid");
+        rustix::process::kill_process(pid, signal)
+            .unwrap_or_else(|e| panic!("cannot signal the agent ({pid:?}): {e}"));
     }
 
     /// Waits for the agent to exit.

@@ -7,15 +7,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// Runs `pcitrack` with `args`, its state directory under `state` (never /var/lib).
+/// `pcitrack` with its state directory set to `state` through `$STATE_DIRECTORY` (which wins
+/// over the uid and `$XDG_STATE_HOME`), so no test writes to /var/lib/pcitrack even as root,
+/// and with no systemd notification socket inherited from whoever runs the tests.
+#[allow(dead_code)] // not every test file uses it
+pub fn command(state: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pcitrack"));
+    cmd.env("STATE_DIRECTORY", state)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID");
+    cmd
+}
+
+/// Runs `pcitrack` with `args`, its state directory `state` (never /var/lib).
 #[allow(dead_code)] // not every test file uses it
 pub fn pcitrack<S: AsRef<OsStr>>(args: &[S], state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pcitrack"))
-        .args(args)
-        .env("XDG_STATE_HOME", state)
-        .env("USER", "nobody")
-        .output()
-        .unwrap()
+    command(state).args(args).output().unwrap()
 }
 
 /// An example policy (from `examples/policies/`) built into a component, once per test

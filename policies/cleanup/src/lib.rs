@@ -3,12 +3,17 @@
 //! Nova's rule since its 2022 fix (commit 284ea72e96, "Remove unavailable but not reported PCI
 //! devices at startup"): a device with no owner whose status is `available`, `unavailable`
 //! or `unclaimable` may be deleted. Before the fix only `available` ones were, which left the
-//! VFs of a failed-and-replaced PF stuck `unavailable` forever and its PF unclaimable. Every
-//! other device is kept, with the reason. On top of any policy the host refuses to delete a
-//! `claimed` or `allocated` device.
+//! VFs of a failed-and-replaced PF stuck `unavailable` forever and its PF unclaimable. A
+//! `claimed` or `allocated` device is deleted too, when it is freed (Nova f37cdf0c41, 2025):
+//! this policy says delete and the agent holds the deletion until the device is free. Every
+//! other device is kept, with the reason.
+//!
+//! The rule itself is the vocabulary's (`pcitrack_model::cleanup::nova_rule`), the same
+//! function the agent applies when every cleanup policy abstains; this policy only carries it
+//! across the contract.
 #![deny(missing_docs)]
 
-use pcitrack_policy_sdk::{Cleanup, CleanupOutput, DeviceStatus, PolicyInfo, TrackedDevice};
+use pcitrack_policy_sdk::{Cleanup, CleanupOutput, PolicyInfo, TrackedDevice};
 
 /// Nova's cleanup rule since 2022.
 pub struct NovaCleanup;
@@ -18,7 +23,7 @@ impl Cleanup for NovaCleanup {
         PolicyInfo::new(
             "nova-cleanup",
             env!("CARGO_PKG_VERSION"),
-            "delete unreported devices with no owner that are available, unavailable or unclaimable (Nova since 2022)",
+            "delete unreported devices with no owner that are available, unavailable or unclaimable, and devices in use when freed (Nova since 2022)",
         )
     }
 
@@ -41,27 +46,9 @@ impl Cleanup for NovaCleanup {
                     tracked.len()
                 )
             })?;
-            match verdict(device) {
-                None => out.delete(),
-                Some(reason) => out.keep(reason),
-            }
+            out.push(device.nova_rule());
         }
         Ok(())
-    }
-}
-
-/// `None` when the device may be deleted, else why it is kept.
-pub fn verdict(device: &TrackedDevice) -> Option<&'static str> {
-    if device.owner.is_some() {
-        return Some("the device has an owner");
-    }
-    match device.status {
-        DeviceStatus::Available | DeviceStatus::Unavailable | DeviceStatus::Unclaimable => None,
-        DeviceStatus::Claimed => Some("the device is claimed"),
-        DeviceStatus::Allocated => Some("the device is allocated"),
-        DeviceStatus::Removed | DeviceStatus::Deleted => {
-            Some("the device is already being removed")
-        }
     }
 }
 
@@ -70,7 +57,7 @@ pcitrack_policy_sdk::export_cleanup!(NovaCleanup);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pcitrack_policy_sdk::{CleanupVerdict, DeviceKind, PciAddress};
+    use pcitrack_policy_sdk::{CleanupVerdict, DeviceKind, DeviceStatus, PciAddress};
 
     fn device(status: DeviceStatus, owner: Option<&str>) -> TrackedDevice {
         TrackedDevice {
@@ -91,28 +78,61 @@ mod tests {
         }
     }
 
-    #[test]
-    fn deletes_unowned_available_unavailable_and_unclaimable_devices() {
-        for status in [
-            DeviceStatus::Available,
-            DeviceStatus::Unavailable,
-            DeviceStatus::Unclaimable,
-        ] {
-            assert_eq!(verdict(&device(status, None)), None, "{status:?}");
-        }
+    fn verdicts(tracked: &[TrackedDevice]) -> Vec<CleanupVerdict> {
+        let mut out = CleanupOutput::default();
+        let all: Vec<u32> = (0..tracked.len() as u32).collect();
+        NovaCleanup.evaluate(tracked, &all, &mut out).unwrap();
+        out.verdicts().to_vec()
     }
 
     #[test]
-    fn keeps_owned_and_in_use_devices() {
-        assert!(verdict(&device(DeviceStatus::Available, Some("uuid"))).is_some());
-        assert!(verdict(&device(DeviceStatus::Claimed, Some("uuid"))).is_some());
-        assert!(verdict(&device(DeviceStatus::Allocated, None)).is_some());
+    fn deletes_unowned_available_unavailable_and_unclaimable_devices() {
+        let tracked: Vec<_> = [
+            DeviceStatus::Available,
+            DeviceStatus::Unavailable,
+            DeviceStatus::Unclaimable,
+        ]
+        .into_iter()
+        .map(|s| device(s, None))
+        .collect();
+        assert_eq!(verdicts(&tracked), vec![CleanupVerdict::Delete; 3]);
+    }
+
+    /// Issue 15: the default used to answer an explicit keep for a device in use, which the
+    /// agent obeyed, so a freed device that had left the host became available again.
+    #[test]
+    fn deletes_claimed_and_allocated_devices_the_agent_holds_until_freed() {
+        let tracked = vec![
+            device(DeviceStatus::Claimed, Some("vm-1")),
+            device(DeviceStatus::Allocated, Some("vm-2")),
+        ];
+        assert_eq!(verdicts(&tracked), vec![CleanupVerdict::Delete; 2]);
+    }
+
+    #[test]
+    fn keeps_owned_free_devices_and_devices_already_removed_with_reasons() {
+        let tracked = vec![
+            device(DeviceStatus::Available, Some("uuid")),
+            device(DeviceStatus::Removed, None),
+        ];
+        let mut out = CleanupOutput::default();
+        NovaCleanup.evaluate(&tracked, &[0, 1], &mut out).unwrap();
+        let reasons: Vec<&str> = out
+            .verdicts()
+            .iter()
+            .map(|v| match v {
+                CleanupVerdict::Keep(i) => out.reason(*i),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(reasons[0].contains("owner"), "{reasons:?}");
+        assert!(reasons[1].contains("removed"), "{reasons:?}");
     }
 
     #[test]
     fn answers_one_verdict_per_candidate_in_order() {
         let tracked = vec![
-            device(DeviceStatus::Allocated, Some("i-1")),
+            device(DeviceStatus::Available, Some("i-1")),
             device(DeviceStatus::Unavailable, None),
         ];
         let mut out = CleanupOutput::default();

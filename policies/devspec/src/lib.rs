@@ -74,34 +74,8 @@ pub use tags::{Tag, Tags};
 pub use value::{Value, from_json};
 pub use whitelist::{BoundWhitelist, Entry, Resolution, Whitelist};
 
-/// oslo's lenient `bool_from_string`, as Nova reads `remote_managed`: `true`, `1`, `yes`,
-/// `on`, `y`, `t` in any case (surrounding spaces ignored) are true, anything else false.
-/// The host uses it to derive the `remote_managed` pooling value from a device's tags.
-pub fn bool_from_string(text: &str) -> bool {
-    // Fast path with no allocation for ASCII text, which is every value seen in practice:
-    // the host and the tagger ask this once per device.
-    if text.is_ascii() {
-        let t = text.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\x0b' || c == '\x0c');
-        return ["1", "t", "true", "on", "y", "yes"]
-            .iter()
-            .any(|w| t.eq_ignore_ascii_case(w));
-    }
-    boolstr::lenient(Some(&Value::Str(text.to_string())))
-}
-
-#[cfg(test)]
-mod bool_from_string_tests {
-    use super::bool_from_string;
-
-    #[test]
-    fn reads_like_oslo_with_and_without_the_fast_path() {
-        for t in ["true", " YES ", "tRuE\n", "1", "y", "T", "on"] {
-            assert!(bool_from_string(t), "{t:?}");
-        }
-        for f in ["false", "nope", "", "2", "yess", "\u{00a0}true-ish", "真"] {
-            assert!(!bool_from_string(f), "{f:?}");
-        }
-        // Python's str.strip() also strips non-ASCII white space.
-        assert!(bool_from_string("\u{00a0}true\u{2003}"));
-    }
-}
+/// oslo's lenient `bool_from_string` on a Python `str` (the one definition, in
+/// pcitrack-model). A tag value carried over the contract may be typed (see
+/// [`pcitrack_model::tag_value`]): read those with
+/// [`pcitrack_model::tag_value::bool_from_tag`].
+pub use pcitrack_model::oslo::bool_from_string;

@@ -47,16 +47,8 @@ impl PyHex {
     }
 }
 
-/// Python's `str.isspace()` for one character (Rust's `char::is_whitespace` plus the four
-/// ASCII information separators Python also strips).
-pub(crate) fn py_is_space(c: char) -> bool {
-    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
-}
-
-/// Python's `str.strip()` with no argument.
-pub(crate) fn py_strip(s: &str) -> &str {
-    s.trim_matches(py_is_space)
-}
+/// Python's `str.strip()` with no argument (the one definition, in pcitrack-model).
+pub(crate) use pcitrack_model::python::strip as py_strip;
 
 /// Python's `int(text, 16)`, or `None` where Python raises `ValueError`.
 ///

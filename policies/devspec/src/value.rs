@@ -43,6 +43,12 @@ impl Value {
         }
     }
 
+    /// oslo's lenient `bool_from_string(value)`, as Nova reads `remote_managed`: a JSON
+    /// boolean is itself, anything else reads as Python's `str(value)` (so `1` is true).
+    pub fn bool_from_string(&self) -> bool {
+        crate::boolstr::lenient(Some(self))
+    }
+
     /// The string, when this is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {

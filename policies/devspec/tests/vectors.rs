@@ -502,8 +502,9 @@ fn run_adapted(v: &Value) -> Result<(), String> {
             let (wl, _) = parse_and_bind(v).map_err(|e| e.message)?;
             let t = wl.specs()[0].tags();
             let ok = t.get("managed") == Some("false")
-                && t.get("physical_network") == Some("null")
-                && t.get("foo") == Some("[\"bar\"]")
+                // Non-string values travel typed (pcitrack_model::tag_value).
+                && t.get("physical_network") == Some("\u{1}null")
+                && t.get("foo") == Some("\u{1}[\"bar\"]")
                 && t.get("remote_managed") == Some("false")
                 && t.get("traits") == Some("a,b")
                 && t.len() == 7;

@@ -28,12 +28,14 @@ pub enum TagVerdict {
     Reject(u32),
 }
 
-/// A cleanup policy's verdict on one device.
+/// A cleanup policy's verdict on one device as it crosses the contract (a keep's reason is
+/// an index into the batch's table). Policies write verdicts through [`CleanupOutput`]; the
+/// verdict itself is the vocabulary's [`pcitrack_model::cleanup::CleanupVerdict`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CleanupVerdict {
     /// No opinion.
     Abstain,
-    /// Delete the device (the host still refuses for claimed or allocated devices).
+    /// Delete the device (a claimed or allocated one when it is freed).
     Delete,
     /// Keep it, for the reason of this index.
     Keep(u32),
@@ -208,6 +210,17 @@ impl CleanupOutput {
         self.verdicts.push(CleanupVerdict::Abstain);
     }
 
+    /// The next candidate gets `verdict`, in the vocabulary's terms (for example
+    /// [`crate::TrackedDevice::nova_rule`]'s answer).
+    pub fn push(&mut self, verdict: pcitrack_model::cleanup::CleanupVerdict) {
+        use pcitrack_model::cleanup::CleanupVerdict as V;
+        match verdict {
+            V::Delete => self.delete(),
+            V::Keep(reason) => self.keep(&reason),
+            V::Abstain => self.abstain(),
+        }
+    }
+
     /// The verdicts so far.
     pub fn verdicts(&self) -> &[CleanupVerdict] {
         &self.verdicts
@@ -241,6 +254,27 @@ mod tests {
             vec![
                 CleanupVerdict::Keep(0),
                 CleanupVerdict::Delete,
+                CleanupVerdict::Keep(0)
+            ]
+        );
+    }
+
+    #[test]
+    fn vocabulary_verdicts_are_written_like_their_calls() {
+        use pcitrack_model::cleanup::CleanupVerdict as V;
+        let mut out = CleanupOutput::default();
+        out.push(V::Keep("owned".into()));
+        out.push(V::Delete);
+        out.push(V::Abstain);
+        out.push(V::Keep("owned".into()));
+        let (reasons, verdicts) = out.into_parts();
+        assert_eq!(reasons, vec!["owned".to_string()]);
+        assert_eq!(
+            verdicts,
+            vec![
+                CleanupVerdict::Keep(0),
+                CleanupVerdict::Delete,
+                CleanupVerdict::Abstain,
                 CleanupVerdict::Keep(0)
             ]
         );

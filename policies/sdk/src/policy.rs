@@ -54,7 +54,8 @@ pub trait Cleanup: Sized + 'static {
     /// Builds the policy from its configuration; an error reaches the operator verbatim.
     fn init(config: &str) -> Result<Self, String>;
     /// Pushes exactly one verdict per candidate into `out`, in order. Whatever it says, the
-    /// host never deletes a claimed or allocated device.
+    /// host never deletes a claimed or allocated device while it is held: a delete waits until
+    /// the device is freed, a keep keeps it (freed, it becomes available again).
     fn evaluate(
         &self,
         tracked: &[TrackedDevice],

@@ -1,6 +1,35 @@
-//! Look-ups over the tracked devices a cleanup policy receives.
+//! Look-ups over the tracked devices a cleanup policy receives, and Nova's cleanup rule over
+//! them (the vocabulary's, the one the agent applies when every policy abstains).
+
+use pcitrack_model::cleanup::{CleanupVerdict, nova_rule};
 
 use crate::TrackedDevice;
+
+impl TrackedDevice {
+    /// Nova's cleanup rule for this device ([`pcitrack_model::cleanup::nova_rule`]): delete
+    /// an unowned `available`, `unavailable` or `unclaimable` device, and a `claimed` or
+    /// `allocated` one (the agent deletes it when it is freed); keep the rest, with the reason.
+    /// Pass the answer to [`crate::CleanupOutput::push`].
+    pub fn nova_rule(&self) -> CleanupVerdict {
+        nova_rule(self.status.into(), self.owner.is_some())
+    }
+}
+
+impl From<crate::DeviceStatus> for pcitrack_model::DeviceStatus {
+    fn from(s: crate::DeviceStatus) -> Self {
+        use crate::DeviceStatus as S;
+        use pcitrack_model::DeviceStatus as M;
+        match s {
+            S::Available => M::Available,
+            S::Claimed => M::Claimed,
+            S::Allocated => M::Allocated,
+            S::Unavailable => M::Unavailable,
+            S::Unclaimable => M::Unclaimable,
+            S::Removed => M::Removed,
+            S::Deleted => M::Deleted,
+        }
+    }
+}
 
 /// The PF of `tracked[index]` and its VFs, or the VFs of a PF: the devices whose state a
 /// cleanup decision about `tracked[index]` may depend on.
@@ -16,16 +45,7 @@ pub fn relatives(tracked: &[TrackedDevice], index: usize) -> impl Iterator<Item 
 impl crate::DeviceStatus {
     /// Nova's spelling of the status (`available`, `unavailable`, ...).
     pub fn as_str(&self) -> &'static str {
-        use crate::DeviceStatus as S;
-        match self {
-            S::Available => "available",
-            S::Claimed => "claimed",
-            S::Allocated => "allocated",
-            S::Unavailable => "unavailable",
-            S::Unclaimable => "unclaimable",
-            S::Removed => "removed",
-            S::Deleted => "deleted",
-        }
+        pcitrack_model::DeviceStatus::from(*self).as_str()
     }
 }
 
@@ -51,6 +71,35 @@ mod tests {
             reported: false,
             missing_syncs: 1,
         }
+    }
+
+    #[test]
+    fn statuses_convert_to_the_vocabulary_s_with_the_same_spelling() {
+        use pcitrack_model::DeviceStatus as M;
+        let all = [
+            DeviceStatus::Available,
+            DeviceStatus::Claimed,
+            DeviceStatus::Allocated,
+            DeviceStatus::Unavailable,
+            DeviceStatus::Unclaimable,
+            DeviceStatus::Removed,
+            DeviceStatus::Deleted,
+        ];
+        let converted: Vec<M> = all.iter().map(|&s| s.into()).collect();
+        assert_eq!(converted, M::ALL);
+        for s in all {
+            assert_eq!(s.as_str(), M::from(s).as_str());
+        }
+    }
+
+    #[test]
+    fn the_rule_deletes_a_device_in_use_and_keeps_an_owned_free_one() {
+        let mut d = t(1, DeviceKind::VirtualFunction, None);
+        assert_eq!(d.nova_rule(), CleanupVerdict::Delete);
+        d.owner = Some("vm-1".into());
+        assert!(matches!(d.nova_rule(), CleanupVerdict::Keep(_)));
+        d.status = DeviceStatus::Allocated;
+        assert_eq!(d.nova_rule(), CleanupVerdict::Delete);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The default tagger policy: Nova's `remote_managed` rules.
 //!
-//! * A device whose tags say `remote_managed` (oslo's lenient reading: `true`, `yes`, `1`,
-//!   ...) is assignable only if it has a card serial number: its own VPD's, or for a VF its
-//!   PF's (the host resolves that inheritance into `inventory.serial_numbers`). Nova checks
+//! * A device whose tags say `remote_managed` (oslo's lenient reading, the one in
+//!   [`pcitrack_model::tag_value::bool_from_tag`]: `true`, `yes`, `1`, ..., or a JSON
+//!   `true`) is assignable only if it has a card serial number: its own VPD's, or for a VF
+//!   its PF's (the host resolves that inheritance into `inventory.serial_numbers`). Nova checks
 //!   this inside spec matching; the default matcher does too, and this tagger enforces it
 //!   for whatever matcher produced the tags (vendor matchers included).
 //! * A remote-managed spec that names a PF by address or `devname` is refused with Nova's
@@ -11,11 +12,13 @@
 //!   as the matcher and applies these checks itself, so they hold even under another
 //!   matcher.
 //! * Devices that are not remote-managed are left alone (abstain). Their pooling value
-//!   `remote_managed=false` is not a tag: the host derives it from the final tags with
-//!   [`pcitrack_devspec::bool_from_string`], so tags stay exactly as Nova's `get_tags()`.
+//!   `remote_managed=false` is not a tag: the host derives it from the final tags with the
+//!   same [`pcitrack_model::tag_value::bool_from_tag`], so tags stay exactly as Nova's
+//!   `get_tags()`.
 #![deny(missing_docs)]
 
-use pcitrack_devspec::{Value, Whitelist, bool_from_string, from_json, whitelist_from_config};
+use pcitrack_devspec::{Value, Whitelist, from_json, whitelist_from_config};
+use pcitrack_model::tag_value::bool_from_tag;
 use pcitrack_policy_sdk::{Candidate, Inventory, PolicyInfo, TagOutput, Tagger};
 
 use pcitrack_policy_nova_view::InventoryView;
@@ -33,20 +36,16 @@ pub struct RemoteManagedTagger {
     whitelist: Option<Whitelist>,
 }
 
-/// True when some spec of `config` has a `remote_managed` that reads as true, or when the
+/// True when some spec of `config` has a `remote_managed` that reads as true (oslo's lenient
+/// reading of the JSON value, as Nova's devspec: `true`, `"yes"`, `1`), or when the
 /// configuration cannot be read cheaply (then the full parse decides and reports).
 fn has_remote_managed_spec(config: &str) -> bool {
-    fn truthy(v: &Value) -> bool {
-        match v {
-            Value::Bool(b) => *b,
-            Value::Str(s) => bool_from_string(s),
-            _ => false,
-        }
-    }
     fn spec_is_remote_managed(spec: &Value) -> bool {
         match spec {
             Value::List(items) => items.iter().any(spec_is_remote_managed),
-            other => other.get("remote_managed").is_some_and(truthy),
+            other => other
+                .get("remote_managed")
+                .is_some_and(Value::bool_from_string),
         }
     }
     if config.trim().is_empty() || !config.contains("remote_managed") {
@@ -108,7 +107,7 @@ impl Tagger for RemoteManagedTagger {
                         .iter()
                         .rev() // a later tagger's value wins if a key was repeated
                         .find(|t| t.key == "remote_managed")
-                        .is_some_and(|t| bool_from_string(&t.value));
+                        .is_some_and(|t| bool_from_tag(&t.value));
                     last = Some((c.tags.as_ptr(), value));
                     value
                 }

@@ -159,3 +159,35 @@ fn remote_managed_pf_specs_are_refused_as_nova_does() {
         r#"[{"a": "1"}, {"remote_managed": true}]"#
     )));
 }
+
+#[test]
+fn regression_oslo_bool_x1c_true_reads_true_everywhere() {
+    // Python's str.strip() removes U+001C..U+001F, so Nova reads "\x1ctrue" as true: the
+    // device is remote-managed and needs a serial (device 3 has none).
+    let c = [
+        candidate(3, &[("remote_managed", "\u{1c}true")]),
+        candidate(3, &[("remote_managed", "\u{1f}YES\u{3000}")]),
+        // A JSON `true` from the device_spec arrives in its carried (typed) form.
+        candidate(3, &[("remote_managed", "\u{1}true")]),
+        candidate(3, &[("remote_managed", "\u{1}false")]),
+        candidate(1, &[("remote_managed", "\u{1c}true")]),
+    ];
+    let v = verdicts("{}", &c).unwrap();
+    assert_eq!(
+        v,
+        [
+            Err(NO_SERIAL.to_string()),
+            Err(NO_SERIAL.to_string()),
+            Err(NO_SERIAL.to_string()),
+            Ok(()),
+            Ok(())
+        ]
+    );
+    // The configuration pre-check reads the spec's JSON value as Nova's devspec does.
+    let cfg = |spec: &str| format!("{{\"device_spec\": [{spec:?}]}}");
+    assert!(has_remote_managed_spec(&cfg(
+        r#"{"remote_managed": "\u001ctrue"}"#
+    )));
+    assert!(has_remote_managed_spec(&cfg(r#"{"remote_managed": 1}"#)));
+    assert!(!has_remote_managed_spec(&cfg(r#"{"remote_managed": 0}"#)));
+}

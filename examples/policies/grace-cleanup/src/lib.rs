@@ -1,10 +1,12 @@
 //! A grace period before deletion: a device that disappears (a flapping link, a driver
-//! reload, a firmware update) is deleted only once it has been missing for N consecutive
-//! syncs, and then only under Nova's 2022 rule (no owner; available, unavailable or
-//! unclaimable). The host counts the syncs (`missing-syncs`); N comes from the
-//! configuration: `[policies.grace-cleanup] missing_syncs = 3` (default 3).
+//! reload, a firmware update) is kept until it has been missing for N consecutive syncs, and
+//! then Nova's rule decides (`TrackedDevice::nova_rule`: deleted with no owner when available,
+//! unavailable or unclaimable; a device in use is deleted when freed). The host counts the
+//! syncs (`missing-syncs`); N comes from the configuration: `[policies.grace-cleanup]
+//! missing_syncs = 3` (default 3).
 
-use pcitrack_policy_sdk::{Cleanup, CleanupOutput, DeviceStatus, PolicyInfo, TrackedDevice};
+use pcitrack_policy_sdk::pcitrack_model::cleanup::CleanupVerdict;
+use pcitrack_policy_sdk::{Cleanup, CleanupOutput, PolicyInfo, TrackedDevice};
 
 /// The grace-period rule.
 pub struct GraceCleanup {
@@ -12,19 +14,15 @@ pub struct GraceCleanup {
 }
 
 impl GraceCleanup {
-    /// `None` when the device may be deleted, else why it is kept.
-    pub fn verdict(&self, d: &TrackedDevice) -> Option<String> {
-        if let Some(owner) = &d.owner {
-            return Some(format!("owned by {owner}"));
+    /// Kept while missing for fewer than N syncs; then Nova's rule.
+    pub fn verdict(&self, d: &TrackedDevice) -> CleanupVerdict {
+        if d.missing_syncs < self.syncs {
+            return CleanupVerdict::Keep(format!(
+                "missing for {} of {} syncs",
+                d.missing_syncs, self.syncs
+            ));
         }
-        if !matches!(
-            d.status,
-            DeviceStatus::Available | DeviceStatus::Unavailable | DeviceStatus::Unclaimable
-        ) {
-            return Some(format!("status {}", d.status.as_str()));
-        }
-        (d.missing_syncs < self.syncs)
-            .then(|| format!("missing for {} of {} syncs", d.missing_syncs, self.syncs))
+        d.nova_rule()
     }
 }
 
@@ -65,10 +63,7 @@ impl Cleanup for GraceCleanup {
             let d = tracked
                 .get(i as usize)
                 .ok_or_else(|| format!("candidate {i} out of range"))?;
-            match self.verdict(d) {
-                None => out.delete(),
-                Some(reason) => out.keep(&reason),
-            }
+            out.push(self.verdict(d));
         }
         Ok(())
     }
@@ -79,7 +74,7 @@ pcitrack_policy_sdk::export_cleanup!(GraceCleanup);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pcitrack_policy_sdk::{DeviceKind, PciAddress};
+    use pcitrack_policy_sdk::{DeviceKind, DeviceStatus, PciAddress};
 
     fn d(missing_syncs: u32) -> TrackedDevice {
         TrackedDevice {
@@ -103,9 +98,24 @@ mod tests {
     #[test]
     fn waits_for_the_configured_number_of_syncs() {
         let p = GraceCleanup::init(r#"{"device_spec": [], "missing_syncs": 2}"#).unwrap();
-        assert_eq!(p.verdict(&d(1)).unwrap(), "missing for 1 of 2 syncs");
-        assert_eq!(p.verdict(&d(2)), None);
+        assert_eq!(
+            p.verdict(&d(1)),
+            CleanupVerdict::Keep("missing for 1 of 2 syncs".into())
+        );
+        assert_eq!(p.verdict(&d(2)), CleanupVerdict::Delete);
         assert_eq!(GraceCleanup::init("").unwrap().syncs, 3);
+    }
+
+    /// After the grace period Nova's rule decides: an owned free device is kept, a device in
+    /// use is deleted (the agent holds that until it is freed).
+    #[test]
+    fn after_the_grace_period_nova_s_rule_decides() {
+        let p = GraceCleanup::init(r#"{"missing_syncs": 2}"#).unwrap();
+        let mut owned = d(2);
+        owned.owner = Some("vm-1".into());
+        assert!(matches!(p.verdict(&owned), CleanupVerdict::Keep(_)));
+        owned.status = DeviceStatus::Allocated;
+        assert_eq!(p.verdict(&owned), CleanupVerdict::Delete);
     }
 
     #[test]

@@ -1,24 +1,29 @@
-//! Nova's cleanup rule before its 2022 fix: only a device with no owner whose status is
-//! `available` is deleted once the host stops reporting it; everything else is kept (with a
-//! reason, not an abstention, so the default policy after it in the chain does not decide).
+//! Nova's cleanup rule before its 2022 fix: of the devices nobody uses, only one with no
+//! owner whose status is `available` is deleted once the host stops reporting it; an
+//! unowned `unavailable` or `unclaimable` one is kept (with a reason, not an abstention, so
+//! the default policy after it in the chain does not decide). Everything else follows the
+//! current rule (`TrackedDevice::nova_rule`): an owned free device is kept, and a device in use
+//! is deleted when it is freed (Nova f37cdf0c41, a separate fix).
 //!
 //! This is the rule that left the VFs of a replaced PF `unavailable` for ever; it ships as an
 //! example of swapping cleanup rules without rebuilding the agent.
 
+use pcitrack_policy_sdk::pcitrack_model::cleanup::CleanupVerdict;
 use pcitrack_policy_sdk::{Cleanup, CleanupOutput, DeviceStatus, PolicyInfo, TrackedDevice};
 
 /// Nova's rule before 2022.
 pub struct PreFixCleanup;
 
-/// `None` when the device may be deleted, else why it is kept.
-pub fn verdict(device: &TrackedDevice) -> Option<String> {
+/// What the pre-2022 rule says about `device`.
+pub fn verdict(device: &TrackedDevice) -> CleanupVerdict {
     match (&device.owner, device.status) {
-        (None, DeviceStatus::Available) => None,
-        (Some(owner), _) => Some(format!("owned by {owner}")),
-        (None, status) => Some(format!(
-            "{} devices are kept (Nova's rule before 2022)",
-            status.as_str()
-        )),
+        (None, status @ (DeviceStatus::Unavailable | DeviceStatus::Unclaimable)) => {
+            CleanupVerdict::Keep(format!(
+                "{} devices are kept (Nova's rule before 2022)",
+                status.as_str()
+            ))
+        }
+        _ => device.nova_rule(),
     }
 }
 
@@ -45,10 +50,7 @@ impl Cleanup for PreFixCleanup {
             let d = tracked
                 .get(i as usize)
                 .ok_or_else(|| format!("candidate {i} out of range"))?;
-            match verdict(d) {
-                None => out.delete(),
-                Some(reason) => out.keep(&reason),
-            }
+            out.push(verdict(d));
         }
         Ok(())
     }
@@ -81,13 +83,30 @@ mod tests {
     }
 
     #[test]
-    fn only_unowned_available_devices_go() {
-        assert_eq!(verdict(&d(DeviceStatus::Available, None)), None);
+    fn only_unowned_available_devices_go_of_those_nobody_uses() {
         assert_eq!(
-            verdict(&d(DeviceStatus::Unavailable, None)).unwrap(),
-            "unavailable devices are kept (Nova's rule before 2022)"
+            verdict(&d(DeviceStatus::Available, None)),
+            CleanupVerdict::Delete
         );
-        assert!(verdict(&d(DeviceStatus::Unclaimable, None)).is_some());
-        assert!(verdict(&d(DeviceStatus::Available, Some("vm"))).is_some());
+        assert_eq!(
+            verdict(&d(DeviceStatus::Unavailable, None)),
+            CleanupVerdict::Keep("unavailable devices are kept (Nova's rule before 2022)".into())
+        );
+        assert!(matches!(
+            verdict(&d(DeviceStatus::Unclaimable, None)),
+            CleanupVerdict::Keep(_)
+        ));
+        assert!(matches!(
+            verdict(&d(DeviceStatus::Available, Some("vm"))),
+            CleanupVerdict::Keep(_)
+        ));
+    }
+
+    /// A device in use that left the host is deleted when freed, as under the current rule.
+    #[test]
+    fn a_device_in_use_goes_when_freed() {
+        for status in [DeviceStatus::Claimed, DeviceStatus::Allocated] {
+            assert_eq!(verdict(&d(status, Some("vm"))), CleanupVerdict::Delete);
+        }
     }
 }

@@ -1,0 +1,303 @@
+//! Reading sysfs attributes: capped, never following links, never failing loudly.
+//!
+//! Every read is capped, so a huge or endless file cannot stall a scan; links are read with
+//! `readlinkat` and only their last component is used, so a link loop cannot either; any
+//! error (missing, permission denied, I/O) reads as "absent".
+//!
+//! A scan is bound by system calls, so a device directory is listed once and only the
+//! attributes it has are opened: on most devices half of what discovery looks for (subsystem
+//! ids, driver, IOMMU group, netdevs, VPD, SR-IOV files) is absent, and asking for each
+//! would cost a failed lookup. The system calls (`openat`, `getdents64`, `readlinkat`
+//! relative to the open directory) go through rustix's safe wrappers.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use rustix::fs::{CWD, FileType, Mode, OFlags, RawDir};
+
+/// Largest attribute read, in bytes.
+pub const ATTR_CAP: u64 = 64 << 10;
+/// Largest VPD read, in bytes (VPD addresses are 15 bits).
+pub const VPD_CAP: u64 = 32 << 10;
+/// Largest directory listing kept, in bytes of names. A sysfs device directory's names take
+/// about 1 KiB (3 KiB for a PF with 255 `virtfn` links); past the cap the listing is dropped
+/// and every attribute is tried, as if the directory could not be listed.
+const LISTING_CAP: usize = 256 << 10;
+/// Room given to each `getdents64` call: enough for a whole device directory in one call.
+const LISTING_CHUNK: usize = 8 << 10;
+
+/// The text of an attribute, trimmed; `None` when absent, unreadable or not UTF-8.
+pub fn read_text(path: &Path) -> Option<String> {
+    with_text(File::open(path).ok()?, |text| Some(text.to_string()))
+}
+
+/// Reads an attribute and hands its text, trimmed, to `parse`; `None` when unreadable or not
+/// UTF-8.
+///
+/// sysfs hands a small attribute over in one `read`, so this is one read into a stack
+/// buffer, parsed in place: no `statx`, no second read, no allocation. Attributes longer
+/// than the buffer (none that discovery reads) fall back to the capped read.
+fn with_text<T>(mut file: File, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    let mut buf = [0u8; 256];
+    let n = file.read(&mut buf).ok()?;
+    if n < buf.len() {
+        return parse(std::str::from_utf8(&buf[..n]).ok()?.trim());
+    }
+    let mut all = buf.to_vec();
+    file.take(ATTR_CAP).read_to_end(&mut all).ok()?;
+    parse(std::str::from_utf8(&all).ok()?.trim())
+}
+
+/// Flags for opening a directory (following links: a device entry is a link).
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::CLOEXEC);
+
+/// The directory of device links (`<root>/bus/pci/devices`), opened once so that each
+/// device is opened relative to it: the kernel then walks only the device's link, not the
+/// whole path from the root again.
+pub struct DevicesDir {
+    fd: OwnedFd,
+}
+
+impl DevicesDir {
+    /// Opens the directory.
+    ///
+    /// # Errors
+    ///
+    /// It cannot be opened as a directory (missing, not a directory, permission denied).
+    pub fn open(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            fd: rustix::fs::openat(CWD, path, DIR_FLAGS, Mode::empty())?,
+        })
+    }
+
+    /// The names of the directory's entries (without `.` and `..`), in directory order.
+    ///
+    /// # Errors
+    ///
+    /// Listing it failed (`getdents64`: an I/O error, or the directory was removed).
+    pub fn names(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for_each_entry(&self.fd, |name, _| {
+            names.push(String::from_utf8_lossy(name).into_owned());
+            true
+        })?;
+        Ok(names)
+    }
+
+    /// Opens and lists the device directory `name` (following its link).
+    pub fn device(&self, name: &str) -> Option<DeviceDir> {
+        let fd = rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()).ok()?;
+        let listing = Listing::read(&fd);
+        Some(DeviceDir { fd, listing })
+    }
+}
+
+/// A device directory opened once and listed once; its attributes are then opened relative
+/// to it (`openat`, `readlinkat`), and only when listed.
+pub struct DeviceDir {
+    fd: OwnedFd,
+    /// `None` when the directory could not be listed: then every attribute is tried.
+    listing: Option<Listing>,
+}
+
+impl DeviceDir {
+    /// Whether `name` is worth a system call: listed (as a link or of unknown type, when a
+    /// link is wanted), or the directory could not be listed.
+    pub fn may_have(&self, name: &str, link: bool) -> bool {
+        let Some(listing) = &self.listing else {
+            return true;
+        };
+        match listing.find(name.as_bytes()) {
+            None => false,
+            Some(maybe_link) => !link || maybe_link,
+        }
+    }
+
+    fn open_file(&self, name: &str) -> Option<File> {
+        if !self.may_have(name, false) {
+            return None;
+        }
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        rustix::fs::openat(&self.fd, name, flags, Mode::empty())
+            .ok()
+            .map(File::from)
+    }
+
+    /// At most `cap` bytes of an attribute.
+    pub fn bytes(&self, name: &str, cap: u64) -> Option<Vec<u8>> {
+        let file = self.open_file(name)?;
+        let mut buf = Vec::new();
+        file.take(cap).read_to_end(&mut buf).ok()?;
+        Some(buf)
+    }
+
+    /// The last component of a link's target.
+    pub fn link_name(&self, name: &str) -> Option<String> {
+        if !self.may_have(name, true) {
+            return None;
+        }
+        let mut buf = [0u8; 4096];
+        let n = rustix::fs::readlinkat_raw(&self.fd, name, &mut buf[..]).ok()?;
+        let target = buf.get(..n).filter(|t| !t.is_empty())?;
+        let last = target.rsplit(|&b| b == b'/').next()?;
+        (!last.is_empty()).then(|| String::from_utf8_lossy(last).into_owned())
+    }
+
+    /// A hexadecimal attribute of at most `digits` digits.
+    pub fn hex(&self, name: &str, digits: usize) -> Option<u32> {
+        with_text(self.open_file(name)?, |text| {
+            pcitrack_model::parse_hex_id(text, digits).ok()
+        })
+    }
+
+    /// A decimal attribute.
+    pub fn dec<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
+        with_text(self.open_file(name)?, |text| text.parse().ok())
+    }
+}
+
+/// A directory's entries: their names in one buffer (no allocation per name) and an index
+/// of them sorted by name, so that looking up each of a PF's 255 `virtfnN` links does not
+/// walk the whole listing.
+struct Listing {
+    names: Vec<u8>,
+    sorted: Vec<Entry>,
+}
+
+/// A listed entry: where its name is in the names buffer, and whether it may be a link
+/// (a link, or a file system that does not say).
+#[derive(Clone, Copy)]
+struct Entry {
+    start: u32,
+    len: u16,
+    maybe_link: bool,
+}
+
+impl Listing {
+    /// Lists the directory; `None` when it cannot be listed or the listing passes
+    /// [`LISTING_CAP`].
+    fn read(dir: &OwnedFd) -> Option<Self> {
+        let mut names = Vec::new();
+        let mut sorted = Vec::new();
+        let mut fits = true;
+        for_each_entry(dir, |name, kind| {
+            let (Ok(start), Ok(len)) = (u32::try_from(names.len()), u16::try_from(name.len()))
+            else {
+                fits = false;
+                return false;
+            };
+            names.extend_from_slice(name);
+            sorted.push(Entry {
+                start,
+                len,
+                maybe_link: matches!(kind, FileType::Symlink | FileType::Unknown),
+            });
+            fits = names.len() <= LISTING_CAP;
+            fits
+        })
+        .ok()?;
+        if !fits {
+            return None;
+        }
+        sorted.sort_unstable_by(|a, b| a.name(&names).cmp(b.name(&names)));
+        Some(Self { names, sorted })
+    }
+
+    /// Whether the entry `name` may be a link, if listed.
+    fn find(&self, name: &[u8]) -> Option<bool> {
+        let i = self
+            .sorted
+            .binary_search_by(|e| e.name(&self.names).cmp(name))
+            .ok()?;
+        Some(self.sorted[i].maybe_link)
+    }
+}
+
+impl Entry {
+    fn name<'a>(&self, names: &'a [u8]) -> &'a [u8] {
+        &names[self.start as usize..][..usize::from(self.len)]
+    }
+}
+
+/// Hands each entry of an open directory (but `.` and `..`) to `visit` with its type, until
+/// `visit` says stop; reads with as few `getdents64` calls as it takes (two for a device
+/// directory: one full, one finding the end), into one buffer reused by every call.
+fn for_each_entry(dir: &OwnedFd, mut visit: impl FnMut(&[u8], FileType) -> bool) -> io::Result<()> {
+    let mut buf = Vec::<u8>::with_capacity(LISTING_CHUNK);
+    let mut entries = RawDir::new(dir, buf.spare_capacity_mut());
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        if !visit(name, entry.file_type()) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device directory with an attribute, a link and a subdirectory, among enough other
+    /// entries that the sorted index is searched rather than walked.
+    fn device_dir() -> (tempfile::TempDir, DeviceDir) {
+        let root = tempfile::tempdir().unwrap();
+        let dev = root.path().join("0000:01:00.0");
+        std::fs::create_dir_all(dev.join("net")).unwrap();
+        std::fs::write(dev.join("vendor"), "0x8086\n").unwrap();
+        std::fs::write(dev.join("numa_node"), "1\n").unwrap();
+        for n in 0..300 {
+            std::os::unix::fs::symlink(
+                format!("../0000:01:00.{n}"),
+                dev.join(format!("virtfn{n}")),
+            )
+            .unwrap();
+        }
+        let devices = DevicesDir::open(root.path()).unwrap();
+        let dir = devices.device("0000:01:00.0").unwrap();
+        (root, dir)
+    }
+
+    #[test]
+    fn only_listed_attributes_are_read_and_links_must_be_links() {
+        let (_root, dir) = device_dir();
+        assert!(dir.listing.is_some(), "a small directory is listed");
+        assert_eq!(dir.hex("vendor", 4), Some(0x8086));
+        assert_eq!(dir.dec::<i32>("numa_node"), Some(1));
+        assert_eq!(dir.hex("device", 4), None, "absent attribute");
+        assert!(dir.may_have("net", false));
+        assert!(dir.may_have("virtfn0", true));
+        assert!(dir.may_have("virtfn299", true));
+        assert!(!dir.may_have("virtfn300", true));
+        assert!(!dir.may_have("vendor", true), "a file is not a link");
+        assert_eq!(dir.link_name("virtfn17").as_deref(), Some("0000:01:00.17"));
+        assert_eq!(dir.link_name("vendor"), None);
+    }
+
+    #[test]
+    fn the_devices_directory_lists_names_without_dot_entries() {
+        let (root, _dir) = device_dir();
+        std::fs::create_dir(root.path().join("0000:02:00.0")).unwrap();
+        let devices = DevicesDir::open(root.path()).unwrap();
+        let mut names = devices.names().unwrap();
+        names.sort();
+        assert_eq!(names, ["0000:01:00.0", "0000:02:00.0"]);
+    }
+
+    #[test]
+    fn an_unlisted_directory_tries_every_attribute() {
+        let (_root, mut dir) = device_dir();
+        dir.listing = None;
+        assert!(dir.may_have("anything", true));
+        assert_eq!(dir.hex("vendor", 4), Some(0x8086));
+        assert_eq!(dir.hex("device", 4), None);
+    }
+}

@@ -1,0 +1,211 @@
+//! Fake sysfs trees for tests and benchmarks, laid out like the real one (device
+//! directories under `devices/pci0000:00/`, `bus/pci/devices/<addr>` links to them, drivers,
+//! `class/net` links, a config space file), so that both pcitrack and `lspci -A linux-sysfs`
+//! can read them.
+//!
+//! Test support only: built under `cfg(test)` and the `test-support` feature (which the
+//! crates whose tests and benchmarks use it enable in their dev-dependencies), so the agent's
+//! binary carries neither this nor `tempfile`.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+
+/// A sysfs tree in a temporary directory, removed when dropped.
+pub struct FakeSysfs {
+    dir: TempDir,
+}
+
+/// One fake device's directory, to add attributes, links, a driver and netdevs to.
+pub struct FakeDevice {
+    root: PathBuf,
+    path: PathBuf,
+}
+
+fn write(path: &Path, text: impl AsRef<[u8]>) {
+    fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+impl Default for FakeSysfs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeSysfs {
+    /// An empty tree.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for d in [
+            "bus/pci/devices",
+            "bus/pci/drivers",
+            "devices/pci0000:00",
+            "class/net",
+        ] {
+            fs::create_dir_all(dir.path().join(d)).expect("tree");
+        }
+        Self { dir }
+    }
+
+    /// The root to scan (what `/sys` is on a host).
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Adds a device with its ids, class (24 bits) and a config space lspci can read.
+    pub fn add_device(&self, address: &str, vendor: u16, device: u16, class: u32) -> FakeDevice {
+        let path = self.root().join("devices/pci0000:00").join(address);
+        fs::create_dir_all(&path).expect("device dir");
+        let link = self.root().join("bus/pci/devices").join(address);
+        let _ = fs::remove_file(&link);
+        symlink(format!("../../../devices/pci0000:00/{address}"), &link).expect("bus link");
+        write(&path.join("vendor"), format!("0x{vendor:04x}\n"));
+        write(&path.join("device"), format!("0x{device:04x}\n"));
+        write(&path.join("class"), format!("0x{class:06x}\n"));
+        write(&path.join("revision"), "0x01\n");
+        write(&path.join("numa_node"), "-1\n");
+        let mut config = [0u8; 64];
+        config[0..2].copy_from_slice(&vendor.to_le_bytes());
+        config[2..4].copy_from_slice(&device.to_le_bytes());
+        config[8] = 1;
+        config[9..12].copy_from_slice(&class.to_le_bytes()[..3]);
+        write(&path.join("config"), config);
+        FakeDevice {
+            root: self.root().to_path_buf(),
+            path,
+        }
+    }
+
+    /// Adds a PF with `n` VFs (on the next bus, eight functions per slot), with the
+    /// `physfn`/`virtfnN` links and `sriov_*` files the kernel creates. Returns the VFs'
+    /// addresses.
+    pub fn add_pf_with_vfs(
+        &self,
+        pf: &str,
+        vendor: u16,
+        pf_device: u16,
+        vf_device: u16,
+        n: u16,
+    ) -> Vec<String> {
+        let pf_addr: pcitrack_model::PciAddress = pf.parse().expect("PF address");
+        let pf_dir = self.add_device(pf, vendor, pf_device, 0x020000);
+        pf_dir
+            .attr("sriov_totalvfs", &n.to_string())
+            .attr("sriov_numvfs", &n.to_string())
+            .attr("sriov_vf_device", &format!("{vf_device:04x}"));
+        (0..n)
+            .map(|k| {
+                let vf = pcitrack_model::PciAddress::new(
+                    pf_addr.domain,
+                    pf_addr.bus.wrapping_add(1),
+                    (k / 8) as u8,
+                    (k % 8) as u8,
+                )
+                .expect("VF address")
+                .to_string();
+                self.add_device(&vf, vendor, vf_device, 0x020000)
+                    .link("physfn", &format!("../{pf}"));
+                pf_dir.link(&format!("virtfn{k}"), &format!("../{vf}"));
+                vf
+            })
+            .collect()
+    }
+
+    /// Removes a device, as when its VFs are disabled or it is unplugged.
+    pub fn remove(&self, address: &str) {
+        let _ = fs::remove_file(self.root().join("bus/pci/devices").join(address));
+        let _ = fs::remove_dir_all(self.root().join("devices/pci0000:00").join(address));
+    }
+
+    /// A device directory whose entries are as given, with no vendor file: discovery must
+    /// skip it by name.
+    pub fn add_broken(&self, address: &str, files: &[(&str, &str)]) -> FakeDevice {
+        let d = self.add_device(address, 0, 0, 0);
+        let _ = fs::remove_file(d.path.join("vendor"));
+        for (name, value) in files {
+            d.attr(name, value);
+        }
+        d
+    }
+
+    /// A large host for benchmarks: `pfs` PFs with `vfs_per_pf` VFs each (on buses 0x10,
+    /// 0x12, ...), plus `plain` devices on bus 0.
+    pub fn generate_large(pfs: u8, vfs_per_pf: u16, plain: u8) -> Self {
+        let tree = Self::new();
+        for i in 0..pfs {
+            let pf = format!("0000:{:02x}:00.0", 0x10 + 2 * i as u32);
+            tree.add_pf_with_vfs(&pf, 0x8086, 0x1572, 0x154c, vfs_per_pf)
+                .len();
+        }
+        for i in 0..plain {
+            tree.add_device(
+                &format!("0000:00:{:02x}.0", i % 32),
+                0x8086,
+                0xa1d2,
+                0x060400,
+            )
+            .driver("pcieport");
+        }
+        tree
+    }
+}
+
+impl FakeDevice {
+    /// Writes an attribute file.
+    pub fn attr(&self, name: &str, value: &str) -> &Self {
+        write(&self.path.join(name), format!("{value}\n"));
+        self
+    }
+
+    /// Writes raw bytes to an attribute (VPD, garbage).
+    pub fn bytes(&self, name: &str, value: &[u8]) -> &Self {
+        write(&self.path.join(name), value);
+        self
+    }
+
+    /// A symbolic link in the device directory.
+    pub fn link(&self, name: &str, target: &str) -> &Self {
+        let p = self.path.join(name);
+        let _ = fs::remove_file(&p);
+        symlink(target, &p).expect("link");
+        self
+    }
+
+    /// Binds a driver (the `driver` link, and the driver's directory).
+    pub fn driver(&self, name: &str) -> &Self {
+        fs::create_dir_all(self.root.join("bus/pci/drivers").join(name)).expect("driver dir");
+        self.link("driver", &format!("../../../bus/pci/drivers/{name}"))
+    }
+
+    /// Sets the NUMA node.
+    pub fn numa(&self, node: i32) -> &Self {
+        self.attr("numa_node", &node.to_string())
+    }
+
+    /// Adds a network interface, with its `/sys/class/net` link.
+    pub fn net(&self, ifname: &str, mac: &str, phys_port_name: Option<&str>) -> &Self {
+        let dir = self.path.join("net").join(ifname);
+        fs::create_dir_all(&dir).expect("net dir");
+        write(&dir.join("address"), format!("{mac}\n"));
+        if let Some(p) = phys_port_name {
+            write(&dir.join("phys_port_name"), format!("{p}\n"));
+        }
+        let address = self
+            .path
+            .file_name()
+            .expect("device dir name")
+            .to_string_lossy();
+        let _ = symlink(
+            format!("../../devices/pci0000:00/{address}/net/{ifname}"),
+            self.root.join("class/net").join(ifname),
+        );
+        self
+    }
+
+    /// The device directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -1,0 +1,271 @@
+//! Scanning `<root>/bus/pci/devices`: each entry read into a [`Device`] (ids, class, SR-IOV
+//! relations, driver, NUMA node, IOMMU group, netdevs, VPD), spread over threads, with the
+//! entries that cannot be read skipped by name rather than failing the scan.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pcitrack_model::{DevType, Device, NetInterface, PciAddress};
+
+use crate::attrs::{DevicesDir, VPD_CAP, read_text};
+
+/// A directory entry that could not be read as a device, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The entry's name (normally a PCI address).
+    pub entry: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// What a scan found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// The devices, sorted by address.
+    pub devices: Vec<Device>,
+    /// Entries skipped, each with its reason (also logged as warnings).
+    pub skipped: Vec<Skipped>,
+}
+
+fn skip(skipped: &mut Vec<Skipped>, entry: &str, reason: String) {
+    tracing::warn!(device = entry, "skipping PCI device: {reason}");
+    skipped.push(Skipped {
+        entry: entry.to_string(),
+        reason,
+    });
+}
+
+/// Reads every PCI device under `<root>/bus/pci/devices`. A missing directory is an empty
+/// host (and a warning).
+pub fn scan(root: &Path) -> ScanReport {
+    let dir = root.join("bus/pci/devices");
+    let mut report = ScanReport::default();
+    let (devices, names) = match list(&dir) {
+        Ok(listed) => listed,
+        Err(e) => {
+            skip(
+                &mut report.skipped,
+                &dir.display().to_string(),
+                format!("cannot list the directory: {e}"),
+            );
+            return report;
+        }
+    };
+    let devices = Devices {
+        dir: &devices,
+        path: &dir,
+    };
+    let mut found = Found::default();
+    for part in read_all(devices, &names) {
+        found.devices.extend(part.devices);
+        found.skipped.extend(part.skipped);
+        found.vf_index.extend(part.vf_index);
+    }
+    // Warn in directory order, whichever thread read what.
+    found.skipped.sort_by_key(|(i, _)| *i);
+    for (_, s) in found.skipped {
+        skip(&mut report.skipped, &s.entry, s.reason);
+    }
+    let vf_index = found.vf_index;
+    report.devices = found.devices;
+    report.devices.sort_by_key(|d| d.address);
+    // VF indices and inherited serial numbers need the PFs, which may come later in the
+    // directory order.
+    let serials: HashMap<PciAddress, String> = report
+        .devices
+        .iter()
+        .filter_map(|d| Some((d.address, d.vpd.as_ref()?.card_serial_number.clone()?)))
+        .collect();
+    for d in &mut report.devices {
+        d.vf_index = vf_index.get(&d.address).copied();
+        if d.card_serial_number.is_none()
+            && d.dev_type == DevType::Vf
+            && let Some(pf) = d.parent_addr
+        {
+            d.card_serial_number = serials.get(&pf).cloned();
+        }
+    }
+    report
+}
+
+/// The device directory, opened once for listing it and for reading each device relative
+/// to it, and its entries' names.
+fn list(dir: &Path) -> std::io::Result<(DevicesDir, Vec<String>)> {
+    let devices = DevicesDir::open(dir)?;
+    let names = devices.names()?;
+    Ok((devices, names))
+}
+
+/// Where the devices are: the open directory, and its path for what is read by path (netdevs).
+#[derive(Clone, Copy)]
+struct Devices<'a> {
+    dir: &'a DevicesDir,
+    path: &'a Path,
+}
+
+/// What some of the entries gave: devices, skipped entries (by their index in the
+/// directory) and the VF indices read from PFs' `virtfnN` links.
+#[derive(Default)]
+struct Found {
+    devices: Vec<Device>,
+    skipped: Vec<(usize, Skipped)>,
+    vf_index: HashMap<PciAddress, u16>,
+}
+
+/// Entries a scan thread claims at a time. The threads share the host's cores with whatever
+/// else runs there: fixed shares would leave the scan waiting for the thread that was slowed
+/// down most, while small claims let the others take over its remaining work.
+const BATCH: usize = 16;
+/// Fewest entries worth a thread of their own (a thread costs tens of microseconds, a device
+/// a few).
+const PER_THREAD: usize = 64;
+
+/// Reads all the entries. Reading a device is a dozen small files, all system-call bound, so
+/// the devices are spread over the cores, the calling thread included.
+fn read_all(devices: Devices, names: &[String]) -> Vec<Found> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(names.len().div_ceil(PER_THREAD))
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let work = || read_claimed(devices, names, &next);
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut parts = vec![work()];
+        parts.extend(
+            helpers
+                .into_iter()
+                .map(|h| h.join().expect("a scan thread panicked")),
+        );
+        parts
+    })
+}
+
+/// Claims batches of entries until none are left, and reads them.
+fn read_claimed(devices: Devices, names: &[String], next: &AtomicUsize) -> Found {
+    let mut found = Found::default();
+    loop {
+        let start = next.fetch_add(BATCH, Ordering::Relaxed);
+        if start >= names.len() {
+            return found;
+        }
+        let end = (start + BATCH).min(names.len());
+        for (i, name) in (start..end).zip(&names[start..end]) {
+            if let Err(skipped) = read_entry(devices, name, &mut found) {
+                found.skipped.push((i, skipped));
+            }
+        }
+    }
+}
+
+/// Reads one entry into `found`, or says why it was skipped.
+fn read_entry(devices: Devices, name: &str, found: &mut Found) -> Result<(), Skipped> {
+    let skipped = |reason: String| Skipped {
+        entry: name.to_string(),
+        reason,
+    };
+    let address = name
+        .parse::<PciAddress>()
+        .map_err(|_| skipped("not a PCI address".into()))?;
+    let device = read_device(devices, name, address, &mut found.vf_index).map_err(skipped)?;
+    found.devices.push(device);
+    Ok(())
+}
+
+fn read_device(
+    devices: Devices,
+    name: &str,
+    address: PciAddress,
+    vf_index: &mut HashMap<PciAddress, u16>,
+) -> Result<Device, String> {
+    let dir = devices
+        .dir
+        .device(name)
+        .ok_or("cannot open its directory")?;
+    let vendor = dir
+        .hex("vendor", 4)
+        .ok_or("vendor id missing or malformed")?;
+    let device = dir
+        .hex("device", 4)
+        .ok_or("device id missing or malformed")?;
+    let total_vfs: Option<u16> = dir.dec("sriov_totalvfs");
+    let parent = dir
+        .link_name("physfn")
+        .and_then(|n| n.parse::<PciAddress>().ok());
+    let dev_type = if total_vfs.is_some_and(|n| n > 0) {
+        DevType::Pf
+    } else if parent.is_some() {
+        DevType::Vf
+    } else {
+        DevType::Pci
+    };
+    let mut d = Device::new(address, vendor as u16, device as u16, dev_type);
+    d.subsystem_vendor_id = dir.hex("subsystem_vendor", 4).map(|v| v as u16);
+    d.subsystem_device_id = dir.hex("subsystem_device", 4).map(|v| v as u16);
+    d.class_code = dir.hex("class", 6).unwrap_or(0);
+    d.revision = dir.hex("revision", 2).map(|v| v as u8);
+    d.numa_node = dir
+        .dec::<i64>("numa_node")
+        .and_then(|n| u32::try_from(n).ok());
+    d.driver = dir.link_name("driver");
+    d.iommu_group = dir.link_name("iommu_group").and_then(|n| n.parse().ok());
+    d.parent_addr = parent;
+    if dev_type == DevType::Pf {
+        d.sriov_totalvfs = total_vfs;
+        d.sriov_numvfs = dir.dec("sriov_numvfs");
+        d.sriov_vf_device = dir.hex("sriov_vf_device", 4).map(|v| v as u16);
+        for n in 0..total_vfs.unwrap_or(0) {
+            match dir
+                .link_name(&format!("virtfn{n}"))
+                .and_then(|s| s.parse().ok())
+            {
+                Some(vf) => {
+                    vf_index.insert(vf, n);
+                }
+                // VFs are numbered from 0 without gaps: the first missing link ends them.
+                None => break,
+            }
+        }
+    }
+    if dir.may_have("net", false) {
+        d.net = net_interfaces(&devices.path.join(name).join("net"));
+    }
+    if let Some(first) = d.net.first() {
+        d.ifname = Some(first.name.clone());
+        d.mac_address = first.mac_address.clone();
+    }
+    if let Some(bytes) = dir.bytes("vpd", VPD_CAP).filter(|b| !b.is_empty()) {
+        match crate::vpd::parse(&bytes) {
+            Ok(vpd) => d.vpd = Some(vpd),
+            Err(e) => tracing::debug!(device = %address, "ignoring its VPD: {e}"),
+        }
+    }
+    d.card_serial_number = d
+        .vpd
+        .as_ref()
+        .and_then(|v| v.card_serial_number.clone())
+        .filter(|s| !s.is_empty());
+    Ok(d)
+}
+
+fn net_interfaces(dir: &Path) -> Vec<NetInterface> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut net: Vec<NetInterface> = entries
+        .flatten()
+        .map(|e| {
+            let p: PathBuf = e.path();
+            NetInterface {
+                name: e.file_name().to_string_lossy().into_owned(),
+                mac_address: read_text(&p.join("address")),
+                phys_port_name: read_text(&p.join("phys_port_name")).filter(|s| !s.is_empty()),
+                phys_switch_id: read_text(&p.join("phys_switch_id")).filter(|s| !s.is_empty()),
+            }
+        })
+        .collect();
+    net.sort_by(|a, b| a.name.cmp(&b.name));
+    net
+}

@@ -1,0 +1,259 @@
+//! The wasmtime engine every policy runs in, with its limits and its epoch clock.
+//!
+//! Deadlines are wall-clock: wasmtime's epoch interruption traps a call once the epoch has
+//! advanced past the store's deadline, and a thread advances the epoch every [`TICK`]. That
+//! thread runs only while at least one policy call is in flight ([`PolicyEngine::awake`]);
+//! between calls it waits on a condition variable with no timeout, so an idle agent pays no
+//! wake-ups for it (it used to tick 1000 times a second whether or not anything ran).
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::{
+    Config, Engine, EngineWeak, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
+
+/// How often the epoch advances while a call is in flight. A deadline is a whole number of
+/// ticks, so this is the deadline's resolution.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Per-call limits. Every evaluation (and every `init`) runs under them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline of one call (`init` and `evaluate` together), measured from
+    /// the moment its store is created.
+    pub deadline: Duration,
+    /// Linear memory a policy instance may have, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    /// 50 ms and 64 MiB: a matcher over 4096 devices needs well under 1 ms and a few MiB, so
+    /// these leave room for heavy policies while a runaway one is stopped long before it
+    /// holds up a sync.
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_millis(50),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The deadline in epoch ticks (at least one).
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        (self.deadline.as_micros() / TICK.as_micros()).max(1) as u64
+    }
+}
+
+/// The engine plus its limits. Cheap to clone; the epoch thread stops when the last clone
+/// is dropped (it holds only a weak reference to the engine).
+#[derive(Clone)]
+pub struct PolicyEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    limits: Limits,
+    pooling: bool,
+    clock: Arc<Clock>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.clock.update(|s| s.stopped = true);
+    }
+}
+
+/// The epoch thread's switch: how many calls are in flight, and whether the engine is gone.
+#[derive(Default)]
+struct Clock {
+    state: Mutex<ClockState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct ClockState {
+    in_flight: usize,
+    stopped: bool,
+    ticks: u64,
+}
+
+impl Clock {
+    fn update(&self, f: impl FnOnce(&mut ClockState)) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut state);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Blocks until a call is in flight (true) or the engine is gone (false).
+    fn wait_for_work(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while state.in_flight == 0 && !state.stopped {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.ticks += 1;
+        !state.stopped
+    }
+}
+
+/// Keeps the epoch clock running while it lives: held by every policy call, from its store's
+/// creation to its end. See [`PolicyEngine::awake`].
+#[must_use = "the clock stops when the guard is dropped"]
+pub struct Awake {
+    clock: Arc<Clock>,
+}
+
+impl Drop for Awake {
+    fn drop(&mut self) {
+        self.clock.update(|s| s.in_flight -= 1);
+    }
+}
+
+impl PolicyEngine {
+    /// Builds an engine with `limits`. Tries the pooling allocator first (instantiation in a
+    /// few microseconds, which is what makes a fresh instance per call affordable) and falls
+    /// back to on-demand allocation where the host cannot reserve the address space.
+    ///
+    /// # Errors
+    ///
+    /// A message naming both failures when neither allocation strategy gives an engine
+    /// (wasmtime refuses the configuration on this host).
+    pub fn new(limits: Limits) -> Result<Self, String> {
+        let (engine, pooling) = match Engine::new(&config(limits, true)) {
+            Ok(engine) => (engine, true),
+            Err(pooling_err) => {
+                let engine = Engine::new(&config(limits, false)).map_err(|e| {
+                    format!(
+                        "cannot create the wasm engine: {e:#} (pooling allocator: {pooling_err:#})"
+                    )
+                })?;
+                tracing::warn!(error = %pooling_err, "pooling allocator unavailable; using on-demand allocation");
+                (engine, false)
+            }
+        };
+        let clock = Arc::new(Clock::default());
+        spawn_epoch_ticker(engine.weak(), clock.clone());
+        let inner = Arc::new(Inner {
+            engine,
+            limits,
+            pooling,
+            clock,
+        });
+        Ok(Self { inner })
+    }
+
+    /// Starts (or keeps) the epoch clock for one call; it stops again when every guard is
+    /// dropped. A deadline only advances while the clock runs, so every store with a
+    /// deadline must be created and used under a guard.
+    pub fn awake(&self) -> Awake {
+        self.inner.clock.update(|s| s.in_flight += 1);
+        Awake {
+            clock: self.inner.clock.clone(),
+        }
+    }
+
+    /// How many times the epoch thread has advanced the epoch since the engine was built:
+    /// zero while no call has run (tests use it to show an idle engine does not tick).
+    pub fn epoch_ticks(&self) -> u64 {
+        let state = self
+            .inner
+            .clock
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.ticks
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The per-call limits.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.inner.pooling
+    }
+}
+
+fn config(limits: Limits, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(OptLevel::Speed);
+    // Deep recursion must trap, not crash the agent: keep the wasm stack well inside the
+    // native thread's.
+    config.max_wasm_stack(512 << 10);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        // Sized for a few policies evaluated at once, not for a multi-tenant server.
+        pool.total_component_instances(64);
+        pool.total_core_instances(128);
+        pool.total_memories(64);
+        pool.total_tables(128);
+        pool.max_memory_size(limits.memory_bytes);
+        // A fresh instance per call touches the same first megabytes every time (its stack,
+        // its heap, the batch it receives). Keeping them resident and zeroing them on reuse
+        // is cheaper than returning them to the kernel and faulting them back in.
+        pool.linear_memory_keep_resident(4 << 20);
+        pool.table_keep_resident(64 << 10);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// The epoch thread: ticks every [`TICK`] while a call is in flight, sleeps on the clock's
+/// condition variable otherwise, and ends when the engine is dropped.
+fn spawn_epoch_ticker(engine: EngineWeak, clock: Arc<Clock>) {
+    thread::Builder::new()
+        .name("pcitrack-epoch".into())
+        .spawn(move || {
+            while clock.wait_for_work() {
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                engine.increment_epoch();
+                drop(engine);
+                thread::sleep(TICK);
+            }
+        })
+        .expect("cannot start the epoch thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_clock_ticks_only_while_a_call_is_in_flight() {
+        let engine = PolicyEngine::new(Limits::default()).expect("engine");
+        thread::sleep(Duration::from_millis(30));
+        assert_eq!(engine.epoch_ticks(), 0, "an idle engine must not tick");
+        let guard = engine.awake();
+        thread::sleep(Duration::from_millis(30));
+        let running = engine.epoch_ticks();
+        assert!(
+            running >= 2,
+            "a call in flight must advance the epoch ({running} ticks)"
+        );
+        drop(guard);
+        thread::sleep(Duration::from_millis(10));
+        let stopped = engine.epoch_ticks();
+        thread::sleep(Duration::from_millis(30));
+        assert!(
+            engine.epoch_ticks() <= stopped + 1,
+            "the clock must stop once no call is in flight"
+        );
+    }
+}
