@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use pcitrack_model::{DevType, DeviceStatus};
+use pcitrack_model::{Assessment, DevType, DeviceStatus};
 use pcitrack_tracker::{
     AliasTable, ClaimedDevice, DeviceFilter, FreeReport, PciRequest, SqliteStore, Store, Tracker,
     TrackerError,
@@ -72,6 +72,68 @@ pub struct DevicesQuery {
     pub product_id: Option<String>,
 }
 
+/// Tags as operators see them: each value with the JSON type it was given (a device_spec's
+/// `"trusted": true` prints as `true`, `"trusted": "true"` as `"true"`), decoded from the
+/// contract's carried form ([`pcitrack_model::tag_value`]) by the tracker's pool rule.
+pub type Tags = BTreeMap<String, serde_json::Value>;
+
+/// [`Tags`] from carried tag values.
+pub fn typed_tags(carried: &BTreeMap<String, String>) -> Tags {
+    carried
+        .iter()
+        .map(|(k, v)| (k.clone(), pcitrack_tracker::pools::pool_value(v)))
+        .collect()
+}
+
+/// One tag value as a table cell: a string bare, anything else as its JSON text.
+pub fn tag_cell(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One device's assessment as the API (`/v1/verdicts`) and `pcitrack policy eval` show it:
+/// why a device is (not) assignable is the first thing an operator asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictRow {
+    /// PCI address.
+    pub address: String,
+    /// Vendor id, 4 hex digits.
+    pub vendor_id: String,
+    /// Product id, 4 hex digits.
+    pub product_id: String,
+    /// Type.
+    pub dev_type: DevType,
+    /// The matchers' (and taggers') verdict.
+    pub assignable: bool,
+    /// Its tags, typed.
+    pub tags: Tags,
+    /// Remote-managed (SmartNIC/DPU), as the pools read it.
+    pub remote_managed: bool,
+    /// The deciding policy, or `built-in`.
+    pub decided_by: String,
+    /// Why not assignable, or which failure forced a fallback.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+impl From<&Assessment> for VerdictRow {
+    fn from(a: &Assessment) -> Self {
+        VerdictRow {
+            address: a.device.address.to_string(),
+            vendor_id: format!("{:04x}", a.device.vendor_id),
+            product_id: format!("{:04x}", a.device.product_id),
+            dev_type: a.device.dev_type,
+            assignable: a.assignable,
+            tags: typed_tags(&a.tags),
+            remote_managed: a.remote_managed,
+            decided_by: a.decided_by.clone(),
+            reason: a.reason.clone(),
+        }
+    }
+}
+
 /// A tracked device as the CLI and the API show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRow {
@@ -91,8 +153,8 @@ pub struct DeviceRow {
     pub instance_uuid: Option<String>,
     /// NUMA node.
     pub numa_node: Option<u32>,
-    /// Tags from the policies.
-    pub tags: BTreeMap<String, String>,
+    /// Tags from the policies, typed.
+    pub tags: Tags,
     /// Remote-managed (SmartNIC/DPU).
     pub remote_managed: bool,
     /// The policy that made it assignable.
@@ -175,7 +237,7 @@ pub fn devices<S: Store>(
             parent_addr: t.profile.device.parent_addr.map(|a| a.to_string()),
             instance_uuid: t.instance_uuid,
             numa_node: t.profile.device.numa_node,
-            tags: t.profile.tags,
+            tags: typed_tags(&t.profile.tags),
             remote_managed: t.profile.remote_managed,
             decided_by: t.profile.decided_by,
         })

@@ -89,3 +89,74 @@ fn sync_tracks_assignable_devices_and_deletes_vfs_that_vanish() {
     let after = run(&["--format", "json"]);
     assert_eq!(after["deleted"], serde_json::json!([vfs[1]]), "{after}");
 }
+
+/// A device_spec tag given as a JSON boolean keeps its type in every output an operator
+/// reads (`policy eval`, `devices`, `pools`), and the contract's carried form (U+0001 and
+/// JSON text) never leaks into them.
+#[test]
+fn regression_typed_tags_print_typed_in_eval_devices_and_pools() {
+    let t = FakeSysfs::new();
+    let vfs = t.add_pf_with_vfs("0000:3b:00.0", 0x8086, 0x1572, 0x154c, 1);
+    let state = tempfile::tempdir().unwrap();
+    let config = state.path().join("pcitrack.toml");
+    std::fs::write(
+        &config,
+        "[pci]\ndevice_spec = ['{\"vendor_id\": \"8086\", \"product_id\": \"154c\", \"trusted\": true, \"physical_network\": \"physnet1\"}']\n",
+    )
+    .unwrap();
+    let db = state.path().join("t.db");
+    let root = t.root().to_str().unwrap();
+    let cfg = config.to_str().unwrap();
+    let dbs = db.to_str().unwrap();
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = pcitrack(args, state.path());
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.stdout.contains(&1u8),
+            "{args:?} printed the carried marker: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let eval = run(&[
+        "--config",
+        cfg,
+        "policy",
+        "eval",
+        "--sysfs-root",
+        root,
+        "--format",
+        "json",
+    ]);
+    let vf = eval
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == vfs[0].as_str())
+        .expect("the VF is evaluated");
+    assert_eq!(vf["tags"]["trusted"], serde_json::Value::Bool(true), "{vf}");
+    assert_eq!(vf["tags"]["physical_network"], "physnet1", "{vf}");
+    run(&[
+        "--config",
+        cfg,
+        "sync",
+        "--sysfs-root",
+        root,
+        "--db",
+        dbs,
+        "--format",
+        "json",
+    ]);
+    let devices = run(&["--config", cfg, "devices", "--db", dbs, "--format", "json"]);
+    assert_eq!(
+        devices[0]["tags"]["trusted"],
+        serde_json::Value::Bool(true),
+        "{devices}"
+    );
+    let pools = run(&["--config", cfg, "pools", "--db", dbs, "--format", "json"]);
+    assert!(pools.to_string().contains("\"trusted\":true"), "{pools}");
+}

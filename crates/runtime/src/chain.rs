@@ -23,8 +23,8 @@ use pcitrack_model::{Assessment, Device, PciAddress};
 use crate::contract::{self, cleanup, matcher, tagger, wit};
 use crate::error::CallError;
 use crate::load::PolicyKind;
-use crate::memory::{Interner, Remembered, Tags, Verdict, Verdicts, in_range};
 use crate::policy::Policy;
+use crate::verdicts::{Interner, Remembered, Tags, Verdict, Verdicts, in_range};
 
 /// Most tags one device may carry, and longest tag key or value: a policy that answers
 /// with more is broken or hostile, and its answer is refused as garbage.

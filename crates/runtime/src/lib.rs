@@ -20,9 +20,9 @@ mod engine;
 mod error;
 mod evaluate;
 mod load;
-mod memory;
 mod policy;
 mod stats;
+mod verdicts;
 
 pub use cache::ArtifactCache;
 pub use chain::{BUILT_IN, CleanupOutcome, DeviceVerdict, PolicySet};
@@ -34,6 +34,6 @@ pub use embedded::{EMBEDDED, EmbeddedPolicy};
 pub use engine::{Limits, PolicyEngine};
 pub use error::{CallError, LoadError};
 pub use load::{PolicyKind, inspect};
-pub use memory::Tags;
 pub use policy::{Policy, PolicyOrigin};
 pub use stats::{PolicyStats, StatsSnapshot};
+pub use verdicts::Tags;

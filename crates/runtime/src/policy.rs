@@ -13,8 +13,8 @@ use crate::engine::PolicyEngine;
 use crate::error::{CallError, LoadError};
 use crate::evaluate::{StoreState, linker, with_instance};
 use crate::load::{PolicyKind, check_header, classify};
-use crate::memory::VerdictMemory;
 use crate::stats::{PolicyStats, StatsSnapshot};
+use crate::verdicts::VerdictMemory;
 
 /// Where a policy came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

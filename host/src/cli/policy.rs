@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::output::{Format, table};
 use crate::config::Config;
+use crate::ops::VerdictRow;
 
 /// `pcitrack policy` subcommands.
 #[derive(Debug, Subcommand)]
@@ -194,17 +195,6 @@ fn list(dir: Option<&Path>, config: &Config, format: Format) -> anyhow::Result<E
     })
 }
 
-#[derive(Serialize)]
-struct EvalRow<'a> {
-    address: String,
-    assignable: bool,
-    tags: serde_json::Map<String, serde_json::Value>,
-    remote_managed: bool,
-    decided_by: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-}
-
 fn eval(
     source: &super::source::DeviceSource,
     dir: Option<&Path>,
@@ -227,21 +217,9 @@ fn eval(
             }
         );
     }
-    let assessments = policies.loaded.set.assess(&devices);
-    let rows: Vec<EvalRow> = assessments
+    let rows: Vec<VerdictRow> = crate::pipeline::evaluate(&policies.loaded.set, &devices)
         .iter()
-        .map(|a| EvalRow {
-            address: a.address.to_string(),
-            assignable: a.assignable,
-            tags: a
-                .tags
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                .collect(),
-            remote_managed: a.remote_managed,
-            decided_by: &a.decided_by,
-            reason: a.reason.as_deref(),
-        })
+        .map(VerdictRow::from)
         .collect();
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
@@ -252,7 +230,7 @@ fn eval(
                     let tags = r
                         .tags
                         .iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .map(|(k, v)| format!("{k}={}", crate::ops::tag_cell(v)))
                         .collect::<Vec<_>>()
                         .join(",");
                     vec![
@@ -263,11 +241,11 @@ fn eval(
                             "no".into()
                         },
                         r.remote_managed.to_string(),
-                        r.decided_by.to_string(),
+                        r.decided_by.clone(),
                         if r.assignable {
                             tags
                         } else {
-                            r.reason.unwrap_or_default().to_string()
+                            r.reason.clone().unwrap_or_default()
                         },
                     ]
                 })

@@ -198,7 +198,7 @@ pub fn devices(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCode> {
                         r.instance_uuid.clone().unwrap_or_else(|| "-".into()),
                         r.tags
                             .iter()
-                            .map(|(k, v)| format!("{k}={v}"))
+                            .map(|(k, v)| format!("{k}={}", ops::tag_cell(v)))
                             .collect::<Vec<_>>()
                             .join(","),
                     ]

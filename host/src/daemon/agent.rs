@@ -23,6 +23,7 @@ use serde::Serialize;
 use super::metrics::Metrics;
 use super::registry::{PoliciesReport, PolicyRegistry, RefreshReport};
 use crate::config::{Config, Overrides};
+use crate::ops::VerdictRow;
 use crate::pipeline::{RuntimeCleanup, evaluate};
 
 /// The outcome of one reconcile pass, as the API reports it.
@@ -48,28 +49,6 @@ pub struct ReconcileSummary {
     pub deleted: usize,
     /// See `added`.
     pub kept: usize,
-}
-
-/// One device's verdict from the last reconcile, tracked or not: why a device is (not)
-/// assignable is the first thing an operator asks.
-#[derive(Debug, Clone, Serialize)]
-pub struct VerdictRow {
-    /// PCI address.
-    pub address: String,
-    /// Vendor id.
-    pub vendor_id: String,
-    /// Product id.
-    pub product_id: String,
-    /// Type.
-    pub dev_type: pcitrack_model::DevType,
-    /// The matchers' (and taggers') verdict.
-    pub assignable: bool,
-    /// Its tags.
-    pub tags: std::collections::BTreeMap<String, String>,
-    /// The deciding policy.
-    pub decided_by: String,
-    /// Why not assignable, or which failure forced a fallback.
-    pub reason: Option<String>,
 }
 
 /// The running agent.
@@ -212,19 +191,7 @@ impl Agent {
         for (a, why) in &sync.kept {
             tracing::debug!(device = %a, reason = %why, "unreported device kept");
         }
-        let rows = assessed
-            .iter()
-            .map(|v| VerdictRow {
-                address: v.device.address.to_string(),
-                vendor_id: format!("{:04x}", v.device.vendor_id),
-                product_id: format!("{:04x}", v.device.product_id),
-                dev_type: v.device.dev_type,
-                assignable: v.assignable,
-                tags: v.tags.clone(),
-                decided_by: v.decided_by.clone(),
-                reason: v.reason.clone(),
-            })
-            .collect();
+        let rows = assessed.iter().map(VerdictRow::from).collect();
         self.verdicts.store(Arc::new(rows));
         Ok(ReconcileSummary {
             trigger: trigger.to_string(),
