@@ -304,6 +304,13 @@ impl Family {
     /// Nova's `PciDevice.claim`: an available device becomes `claimed` by `instance`. Claiming a
     /// PF makes all its children `unclaimable`; claiming a child makes an available PF
     /// `unclaimable`.
+    ///
+    /// # Errors
+    ///
+    /// [`TransitionError`] naming the device, its status and the refused operation when the
+    /// device (or, for a PF, a child) is not in a status the operation starts from or is owned by
+    /// another instance (Nova's `PciDeviceInvalidStatus` / `PciDeviceInvalidOwner`); the
+    /// family is left as it was.
     pub fn claim(&mut self, i: usize, instance: &str) -> Result<Outcome, TransitionError> {
         use DeviceStatus::*;
         let op = Operation::Claim;
@@ -354,6 +361,13 @@ impl Family {
 
     /// Nova's `PciDevice.allocate`: an available device, or one claimed by `instance`, becomes
     /// `allocated`. A PF's children and a child's PF become `unavailable`.
+    ///
+    /// # Errors
+    ///
+    /// [`TransitionError`] naming the device, its status and the refused operation when the
+    /// device (or, for a PF, a child) is not in a status the operation starts from or is owned by
+    /// another instance (Nova's `PciDeviceInvalidStatus` / `PciDeviceInvalidOwner`); the
+    /// family is left as it was.
     pub fn allocate(&mut self, i: usize, instance: &str) -> Result<Outcome, TransitionError> {
         use DeviceStatus::*;
         let op = Operation::Allocate;
@@ -399,6 +413,13 @@ impl Family {
     /// Unlike Nova, a child that is itself claimed or allocated is left alone when its PF is
     /// freed (Nova overwrites it; that state cannot arise through these operations, but a hand
     /// edited database could hold it).
+    ///
+    /// # Errors
+    ///
+    /// [`TransitionError`] naming the device, its status and the refused operation when the
+    /// device (or, for a PF, a child) is not in a status the operation starts from or is owned by
+    /// another instance (Nova's `PciDeviceInvalidStatus` / `PciDeviceInvalidOwner`); the
+    /// family is left as it was.
     pub fn free(&mut self, i: usize, instance: Option<&str>) -> Result<Outcome, TransitionError> {
         use DeviceStatus::*;
         let op = Operation::Free;
@@ -448,6 +469,12 @@ impl Family {
 
     /// Nova's `PciDevice.remove` (seed rule): an available, unavailable or unclaimable device
     /// that nobody owns becomes `removed`. Relatives are not touched.
+    ///
+    /// # Errors
+    ///
+    /// [`TransitionError`] naming the device and its status when it is claimed, allocated or
+    /// already removed, or has an owner (Nova's `PciDeviceInvalidStatus` /
+    /// `PciDeviceInvalidOwner`); nothing changes.
     pub fn remove(&mut self, i: usize) -> Result<Outcome, TransitionError> {
         let op = Operation::Remove;
         self.check_status(i, op)?;

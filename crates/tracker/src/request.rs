@@ -281,6 +281,11 @@ impl AliasTable {
     /// `_get_alias_from_config` does: schema checks, `device_type` renamed to `dev_type`,
     /// `numa_policy` defaulting to legacy, and same-name aliases ORed when their policy and
     /// device type agree.
+    ///
+    /// # Errors
+    ///
+    /// [`AliasError::Invalid`] with Nova's message for an entry that is not JSON, fails the
+    /// schema, or disagrees with a same-name alias on device type or NUMA policy.
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, AliasError> {
         let mut table = AliasTable::default();
         for entry in entries {
@@ -379,6 +384,11 @@ impl AliasTable {
 
     /// Nova's `_translate_alias_to_requests`: `"name:count, name:count"` (names stripped) into
     /// requests; `affinity` (the flavor's or image's policy) overrides the alias's policy.
+    ///
+    /// # Errors
+    ///
+    /// [`AliasError::NotDefined`] for an unknown name, [`AliasError::BadCount`] for an item
+    /// that is not `NAME:COUNT` with a positive count.
     pub fn requests(
         &self,
         extra_spec: &str,
@@ -406,6 +416,10 @@ impl AliasTable {
     }
 
     /// A request for `count` devices of alias `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`AliasError::NotDefined`] when no alias has that name.
     pub fn request(
         &self,
         name: &str,

@@ -240,11 +240,23 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file with [`Durability::Full`] and brings its
     /// schema up to date.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] naming the file when it cannot be opened or written,
+    /// [`StoreError::Corrupt`] when it is not a pcitrack database, [`StoreError::TooNew`] when
+    /// a newer pcitrack wrote its schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Self::open_with(path, Durability::Full)
     }
 
     /// Opens (creating if needed) the database file with the given durability.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] naming the file when it cannot be opened or written,
+    /// [`StoreError::Corrupt`] when it is not a pcitrack database, [`StoreError::TooNew`] when
+    /// a newer pcitrack wrote its schema.
     pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
         let path_text = path.as_ref().display().to_string();
         let conn = Connection::open_with_flags(
@@ -262,6 +274,10 @@ impl SqliteStore {
     }
 
     /// A private database in memory, for tests and dry runs.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when SQLite cannot create the schema.
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
             path: ":memory:".into(),
@@ -374,6 +390,11 @@ impl SqliteStore {
     }
 
     /// Copies the WAL into the main file and truncates it, so the file alone holds the state.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the checkpoint cannot run (another connection holds the
+    /// WAL busy, or the disk fails).
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -618,6 +639,10 @@ impl Store for SqliteStore {
 }
 
 /// The schema version of a database file, without migrating it (diagnostics).
+///
+/// # Errors
+///
+/// [`StoreError::Sqlite`] when the file cannot be opened or read.
 pub fn schema_version(path: impl AsRef<Path>) -> Result<Option<i64>, StoreError> {
     let path_text = path.as_ref().display().to_string();
     let conn = Connection::open_with_flags(path.as_ref(), OpenFlags::SQLITE_OPEN_READ_ONLY)

@@ -101,11 +101,21 @@ pub struct Tracker<S: Store = SqliteStore> {
 
 impl Tracker<SqliteStore> {
     /// Opens (creating and migrating if needed) the database file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Store`] when the file cannot be opened, is not a pcitrack database,
+    /// or its schema cannot be migrated.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, TrackerError> {
         Ok(Self::with_store(SqliteStore::open(path)?))
     }
 
     /// A tracker over a private in-memory database.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Store`] when the database cannot be read or written (nothing is
+    /// written then).
     pub fn in_memory() -> Result<Self, TrackerError> {
         Ok(Self::with_store(SqliteStore::in_memory()?))
     }
@@ -178,6 +188,11 @@ impl<S: Store> Tracker<S> {
     }
 
     /// The tracked devices matching `filter`, sorted by address.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Store`] when the database cannot be read or written (nothing is
+    /// written then).
     pub fn devices(&mut self, filter: &DeviceFilter) -> Result<Vec<TrackedDevice>, TrackerError> {
         let state = self.fresh()?;
         Ok(state
@@ -196,11 +211,21 @@ impl<S: Store> Tracker<S> {
     }
 
     /// The pools of free devices, derived from device state.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Store`] when the database cannot be read or written (nothing is
+    /// written then).
     pub fn pools(&mut self) -> Result<PoolSet, TrackerError> {
         Ok(self.fresh()?.pools())
     }
 
     /// Whether the free devices could meet each request (Nova's `support_requests`).
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Store`] when the database cannot be read or written (nothing is
+    /// written then).
     pub fn support(
         &mut self,
         requests: &[PciRequest],
@@ -224,6 +249,11 @@ impl<S: Store> Tracker<S> {
     ///   repaired and logged.
     ///
     /// Nothing is written when nothing changed.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Store`] when the database cannot be read or written (nothing is
+    /// written then).
     pub fn sync(
         &mut self,
         assessed: &[Assessment],
@@ -235,6 +265,12 @@ impl<S: Store> Tracker<S> {
     /// Claims devices for `instance`: all requests are met, or nothing changes. Devices are
     /// chosen as Nova's `consume_requests` does, then each goes through the state machine
     /// with its relatives.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::NoDevices`] naming the request the free pools cannot meet;
+    /// [`TrackerError::Refused`] when the state machine refuses a chosen device;
+    /// [`TrackerError::Store`]. A refused claim writes nothing.
     pub fn claim(
         &mut self,
         instance: &str,
@@ -285,6 +321,12 @@ impl<S: Store> Tracker<S> {
 
     /// Allocates every device `instance` has claimed (Nova's `allocate_instance`). Returns the
     /// devices allocated; none when the instance had claimed nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Refused`] when a claimed device cannot be allocated (its status or
+    /// owner changed), [`TrackerError::NotTracked`], [`TrackerError::Store`]; nothing is
+    /// written then.
     pub fn allocate(&mut self, instance: &str) -> Result<Vec<PciAddress>, TrackerError> {
         self.write(|work| {
             let claimed: Vec<PciAddress> = owned_by(work, instance, &[DeviceStatus::Claimed]);
@@ -305,6 +347,11 @@ impl<S: Store> Tracker<S> {
     }
 
     /// Frees every device `instance` holds, claimed or allocated (Nova's `free_instance`).
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Refused`] when the state machine refuses to free a device,
+    /// [`TrackerError::Store`]; nothing is written then.
     pub fn free(&mut self, instance: &str) -> Result<FreeReport, TrackerError> {
         self.write(|work| {
             let held = owned_by(
@@ -322,6 +369,11 @@ impl<S: Store> Tracker<S> {
 
     /// Frees one device; with `instance`, only if that instance holds it (Nova's
     /// `free_device`).
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::NotTracked`] for an unknown address, [`TrackerError::Refused`] when
+    /// `instance` does not hold it or its status cannot be freed, [`TrackerError::Store`].
     pub fn free_device(
         &mut self,
         address: PciAddress,
