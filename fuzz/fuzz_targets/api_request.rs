@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use libfuzzer_sys::fuzz_target;
 use pcitrack::ops::{self, ClaimRequest, DevicesQuery, InstanceRequest};
 use pcitrack_model::{Assessment, DevType, Device, PciAddress};
-use pcitrack_tracker::{DefaultCleanup, DeviceFilter, Tracker};
+use pcitrack_tracker::{AliasTable, DefaultCleanup, DeviceFilter, Tracker};
 
 /// Aliases as an operator writes them in `[pci] alias`.
 const ALIASES: &[&str] = &[
@@ -68,12 +68,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(req) = serde_json::from_slice::<ClaimRequest>(data) else {
         return;
     };
-    let aliases: Vec<String> = ALIASES.iter().map(|a| a.to_string()).collect();
-    let _ = ops::request_of(&req, &[]);
-    let _ = ops::request_of(&req, &aliases);
+    let aliases = AliasTable::parse(ALIASES).expect("the aliases parse");
+    let _ = ops::request_of(&req, &AliasTable::default());
+    let wanted: Option<usize> = ops::request_of(&req, &aliases)
+        .ok()
+        .map(|r| r.iter().map(|r| r.count as usize).sum());
 
     let mut t = Tracker::in_memory().expect("in-memory tracker");
-    let _ = ops::claim(&mut t, &req, &[]);
+    let _ = ops::claim(&mut t, &req, &AliasTable::default(), &[]);
 
     let mut t = tracker();
     let before = t.devices(&DeviceFilter::default()).expect("devices");
@@ -85,9 +87,9 @@ fuzz_target!(|data: &[u8]| {
         .expect("devices")
         .len()
     };
-    match ops::claim(&mut t, &req, &aliases) {
+    match ops::claim(&mut t, &req, &aliases, &[]) {
         Ok(claimed) => {
-            assert_eq!(claimed.len(), req.count as usize, "{req:?}");
+            assert_eq!(Some(claimed.len()), wanted, "{req:?}");
             assert_eq!(held(&mut t), claimed.len(), "{req:?}");
         }
         Err(_) => assert_eq!(

@@ -74,6 +74,14 @@ impl Client {
         self.send(Method::POST, path, Some(body))
     }
 
+    /// `POST /v1/claim`: the devices claimed, or the agent's refusal as the error.
+    pub fn claim(
+        &self,
+        req: &crate::ops::ClaimRequest,
+    ) -> anyhow::Result<Vec<pcitrack_tracker::ClaimedDevice>> {
+        self.post("/v1/claim", req)?.json()
+    }
+
     /// `POST path` with raw bytes (tests send malformed bodies this way).
     pub fn post_raw(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Reply> {
         self.send(Method::POST, path, Some(body))

@@ -1,16 +1,24 @@
 //! The agent's TOML configuration.
 //!
-//! `[pci]` takes Nova's options verbatim (`device_spec` and `alias` as lists of JSON
-//! strings), so an operator can paste them from `nova.conf`. Every other setting has a
-//! default, so no configuration file at all is a valid configuration.
+//! `[pci]` takes every option of Nova 34's `[pci]` section (`nova/conf/pci.py`) with Nova's
+//! types and defaults, and `[filter_scheduler] pci_in_placement` (`nova/conf/scheduler.py`),
+//! so an operator can paste them from `nova.conf`: `device_spec` and `alias` as lists of JSON
+//! strings (a single string is a list of one, as a `MultiStrOpt` given once), booleans as
+//! TOML booleans or as oslo.config writes them in `nova.conf` (`"true"`, `"yes"`, `"on"`,
+//! `"1"`, any case; [`pcitrack_model::oslo::config_bool`]). The aliases are parsed and
+//! validated when the configuration loads, as nova-api and nova-compute do at start, and kept
+//! ([`Config::aliases`]). Every other setting has a default, so no configuration file at all
+//! is a valid configuration.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use pcitrack_model::oslo;
 use pcitrack_runtime::AllowedDigests;
-use serde::Deserialize;
+use pcitrack_tracker::{AliasConfigError, AliasTable};
+use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
 /// A configuration that cannot be used.
@@ -32,6 +40,26 @@ pub enum ConfigError {
         /// What is wrong and where (line, column, key).
         message: String,
     },
+    /// A `[pci] alias` entry Nova 34 would refuse at start.
+    #[error("invalid configuration {path}: [pci] {error}")]
+    Alias {
+        /// The file.
+        path: PathBuf,
+        /// The entry and Nova's message.
+        error: AliasConfigError,
+    },
+}
+
+impl ConfigError {
+    /// A short, stable name for the kind of failure (`read`, `invalid`, `alias`), the
+    /// `reason` label of the agent's failed-reload counter.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConfigError::Read { .. } => "read",
+            ConfigError::Parse { .. } => "invalid",
+            ConfigError::Alias { .. } => "alias",
+        }
+    }
 }
 
 /// The whole configuration file.
@@ -47,12 +75,19 @@ pub struct Config {
     /// Nova's `[pci]` options.
     #[serde(default)]
     pub pci: PciSection,
+    /// Nova's `[filter_scheduler]`, of which pcitrack takes `pci_in_placement`.
+    #[serde(default)]
+    pub filter_scheduler: FilterSchedulerSection,
     /// The API.
     #[serde(default)]
     pub api: ApiSection,
     /// `[policies]`: which policy files may run, and per-policy settings.
     #[serde(default)]
     pub policies: PoliciesSection,
+    /// `[pci] alias` parsed by the last check ([`Config::checked`]); empty for a
+    /// configuration built in code and never checked.
+    #[serde(skip)]
+    aliases: AliasTable,
 }
 
 /// `[agent]`.
@@ -88,16 +123,100 @@ pub struct LimitsSection {
     pub memory_mib: Option<usize>,
 }
 
-/// `[pci]`, as in Nova.
+/// `[pci]`, as in Nova 34 (`nova/conf/pci.py`): every key, with Nova's types and defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(from = "RawPciSection")]
+pub struct PciSection {
+    /// Nova's `[pci] device_spec` (`MultiStrOpt`, default empty): JSON strings, each an
+    /// object or a list of objects. The deprecated `passthrough_whitelist` lands here too:
+    /// when both are given, oslo.config concatenates them, `passthrough_whitelist`'s entries
+    /// first (`_Namespace._get_file_value` prepends each further name's values; checked with
+    /// Nova 34), and so does pcitrack, with a deprecation warning.
+    pub device_spec: Vec<String>,
+    /// Nova's `[pci] alias` (`MultiStrOpt`, default empty): JSON strings, parsed and validated
+    /// at load ([`Config::aliases`]).
+    pub alias: Vec<String>,
+    /// Nova's `[pci] report_in_placement` (`BoolOpt`, default false): PCI inventory reported
+    /// to Placement. pcitrack reports to no Placement; the value reaches the policies (the
+    /// devspec matcher accepts `one_time_use` only when it is on, as Nova's `devspec.py` does).
+    pub report_in_placement: bool,
+}
+
+/// `[pci]` as written, before the deprecated name is folded in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPciSection {
+    #[serde(default, deserialize_with = "multi_str")]
+    device_spec: Vec<String>,
+    #[serde(default, deserialize_with = "multi_str")]
+    passthrough_whitelist: Vec<String>,
+    #[serde(default, deserialize_with = "multi_str")]
+    alias: Vec<String>,
+    #[serde(default, deserialize_with = "oslo_bool")]
+    report_in_placement: bool,
+}
+
+impl From<RawPciSection> for PciSection {
+    fn from(raw: RawPciSection) -> Self {
+        if !raw.passthrough_whitelist.is_empty() {
+            tracing::warn!(
+                "[pci] passthrough_whitelist is deprecated (Nova: since Zed); use device_spec"
+            );
+        }
+        let mut device_spec = raw.passthrough_whitelist;
+        device_spec.extend(raw.device_spec);
+        PciSection {
+            device_spec,
+            alias: raw.alias,
+            report_in_placement: raw.report_in_placement,
+        }
+    }
+}
+
+/// `[filter_scheduler]`: of Nova's scheduler options, the one the PCI rules read.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PciSection {
-    /// Nova's `[pci] device_spec`: JSON strings, each an object or a list of objects.
-    #[serde(default, alias = "passthrough_whitelist")]
-    pub device_spec: Vec<String>,
-    /// Nova's `[pci] alias`: JSON strings.
-    #[serde(default)]
-    pub alias: Vec<String>,
+pub struct FilterSchedulerSection {
+    /// Nova's `[filter_scheduler] pci_in_placement` (`BoolOpt`, default false,
+    /// `nova/conf/scheduler.py`): PCI scheduled in Placement. pcitrack applies the alias
+    /// rules Nova ties to it (one spec per alias; `resource_class` may stand in for the ids).
+    #[serde(default, deserialize_with = "oslo_bool")]
+    pub pci_in_placement: bool,
+}
+
+/// A `MultiStrOpt`: a list of strings, or one string (an option given once).
+fn multi_str<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "expected a string or a list of strings")]
+    enum Multi {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Multi::deserialize(d)? {
+        Multi::One(s) => vec![s],
+        Multi::Many(v) => v,
+    })
+}
+
+/// A `BoolOpt`: a TOML boolean, or a string oslo.config reads as one.
+fn oslo_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(
+        untagged,
+        expecting = "expected a boolean or one of oslo.config's words (true/false, yes/no, on/off, 1/0)"
+    )]
+    enum Word {
+        Bool(bool),
+        Text(String),
+    }
+    match Word::deserialize(d)? {
+        Word::Bool(b) => Ok(b),
+        Word::Text(s) => oslo::config_bool(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{e}: oslo.config takes true/false, yes/no, on/off or 1/0, in any case"
+            ))
+        }),
+    }
 }
 
 /// `[policies]`: the optional digest allowlist, and one table per policy
@@ -191,8 +310,25 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        config.validate(path)?;
-        Ok(config)
+        config.checked(path)
+    }
+
+    /// This configuration validated ([`Config::validate`]), with its `[pci] alias` parsed and
+    /// kept for [`Config::aliases`]. Every way of loading a configuration ends here.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::validate`].
+    pub fn checked(mut self, path: &Path) -> Result<Config, ConfigError> {
+        self.aliases = self.check(path)?;
+        Ok(self)
+    }
+
+    /// The `[pci] alias` table, parsed and validated with Nova 34's rules when the
+    /// configuration loaded (`nova/pci/request.py` `get_alias_from_config`, under this
+    /// configuration's `[filter_scheduler] pci_in_placement`).
+    pub fn aliases(&self) -> &AliasTable {
+        &self.aliases
     }
 
     /// The state directory, as [`resolve_state_dir`] finds it for this process (its
@@ -242,13 +378,18 @@ impl Config {
             .unwrap_or_else(|| self.state_dir().join("pcitrack.sock"))
     }
 
-    /// Checks what parsing cannot: settings that only make sense together, and the digest
-    /// allowlist's entries.
+    /// Checks what parsing cannot: settings that only make sense together, the digest
+    /// allowlist's entries, and the `[pci] alias` entries (Nova 34's schema and rules).
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Parse`] naming the setting.
+    /// [`ConfigError::Parse`] naming the setting; [`ConfigError::Alias`] naming the alias
+    /// entry, with Nova's message.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        self.check(path).map(drop)
+    }
+
+    fn check(&self, path: &Path) -> Result<AliasTable, ConfigError> {
         let bad = |message: String| ConfigError::Parse {
             path: path.to_path_buf(),
             message,
@@ -284,7 +425,12 @@ impl Config {
         }
         self.allowed_digests()
             .map_err(|e| bad(format!("[policies] {e}")))?;
-        Ok(())
+        AliasTable::from_config(&self.pci.alias, self.filter_scheduler.pci_in_placement).map_err(
+            |error| ConfigError::Alias {
+                path: path.to_path_buf(),
+                error,
+            },
+        )
     }
 
     /// `[policies] allowed_sha256` parsed: `None` when absent (any policy file may run).
@@ -319,12 +465,21 @@ impl Config {
     }
 
     /// The configuration string the policy `name` receives in `init`: a JSON object with
-    /// Nova's `device_spec` and `alias` (every policy may want them), plus the keys of
+    /// Nova's `device_spec` and `alias` (lists of strings), `report_in_placement` and
+    /// `pci_in_placement` (booleans) (every policy may want them), plus the keys of
     /// `[policies.<name>]`.
     pub fn policy_config(&self, name: &str) -> String {
         let mut object = serde_json::Map::new();
         object.insert("device_spec".into(), self.pci.device_spec.clone().into());
         object.insert("alias".into(), self.pci.alias.clone().into());
+        object.insert(
+            "report_in_placement".into(),
+            self.pci.report_in_placement.into(),
+        );
+        object.insert(
+            "pci_in_placement".into(),
+            self.filter_scheduler.pci_in_placement.into(),
+        );
         if let Some(table) = self.policies.settings.get(name) {
             for (k, v) in table {
                 object.insert(
@@ -449,9 +604,8 @@ impl Overrides {
             Some(p) => Config::load(p)?,
             None => Config::default(),
         };
-        let config = self.apply(config);
-        config.validate(path.unwrap_or(Path::new("command line")))?;
-        Ok(config)
+        self.apply(config)
+            .checked(path.unwrap_or(Path::new("command line")))
     }
 }
 
@@ -479,6 +633,127 @@ missing_syncs = 3
         assert_eq!(v["missing_syncs"], 3);
         assert_eq!(v["device_spec"][1], c.pci.device_spec[1]);
         assert_eq!(v["alias"].as_array().unwrap().len(), 1);
+    }
+
+    /// A `[pci]` section of a Nova 34 deployment, as nova.conf writes booleans.
+    const NOVA_34: &str = r#"
+[pci]
+report_in_placement = "True"
+device_spec = ['{"vendor_id": "8086", "product_id": "1521", "resource_class": "CUSTOM_NIC", "traits": "fast"}']
+alias = ['{"name": "nic", "resource_class": "CUSTOM_NIC", "traits": "fast", "live_migratable": "yes"}']
+
+[filter_scheduler]
+pci_in_placement = "yes"
+"#;
+
+    #[test]
+    fn regression_novas_34_pci_section_is_taken_with_its_booleans() {
+        let c = Config::parse(NOVA_34, Path::new("n.toml")).unwrap();
+        assert!(c.pci.report_in_placement && c.filter_scheduler.pci_in_placement);
+        let spec = &c.aliases().aliases["nic"].specs[0];
+        assert_eq!(spec["resource_class"], "CUSTOM_NIC");
+        assert_eq!(spec["live_migratable"], "true");
+        let v: serde_json::Value = serde_json::from_str(&c.policy_config("matcher")).unwrap();
+        assert_eq!(v["report_in_placement"], true);
+        assert_eq!(v["pci_in_placement"], true);
+        // TOML booleans too, and Nova's defaults when absent.
+        let c = Config::parse(
+            "[pci]
+report_in_placement = false
+[filter_scheduler]
+pci_in_placement = true
+",
+            Path::new("n.toml"),
+        )
+        .unwrap();
+        assert!(!c.pci.report_in_placement && c.filter_scheduler.pci_in_placement);
+        let v: serde_json::Value =
+            serde_json::from_str(&Config::default().policy_config("x")).unwrap();
+        assert_eq!(v["report_in_placement"], false);
+        assert_eq!(v["pci_in_placement"], false);
+    }
+
+    #[test]
+    fn a_boolean_oslo_config_refuses_is_refused_naming_the_key() {
+        let e = Config::parse(
+            "[pci]
+report_in_placement = 'y'
+",
+            Path::new("b.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("report_in_placement") && e.contains("Unexpected boolean value 'y'"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "[filter_scheduler]
+enabled_filters = []
+",
+            Path::new("b.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("enabled_filters"), "{e}");
+        let e = Config::parse(
+            "[pci]
+report_in_placment = true
+",
+            Path::new("b.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("report_in_placment"), "{e}");
+    }
+
+    #[test]
+    fn passthrough_whitelist_comes_before_device_spec_as_in_oslo_config() {
+        let c = Config::parse(
+            "[pci]
+device_spec = ['{\"vendor_id\": \"2222\"}']
+             passthrough_whitelist = ['{\"vendor_id\": \"1111\"}']
+             alias = '{\"name\": \"a\", \"vendor_id\": \"1111\", \"product_id\": \"0001\"}'
+",
+            Path::new("w.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.pci.device_spec,
+            [r#"{"vendor_id": "1111"}"#, r#"{"vendor_id": "2222"}"#]
+        );
+        assert_eq!(c.pci.alias.len(), 1, "one string is a list of one");
+        assert!(c.aliases().aliases.contains_key("a"));
+    }
+
+    #[test]
+    fn regression_a_bad_alias_refuses_the_configuration_naming_the_entry() {
+        let text = r#"
+[pci]
+device_spec = ['{"vendor_id": "8086"}']
+alias = ['{"name": "vf", "vendor_id": "8086", "product_id": "154c"}',
+         '{"name": "vf2", "vendor_id": "8086", "product_id": "154c", "device_typ": "type-VF"}']
+"#;
+        let e = Config::parse(text, Path::new("a.toml")).unwrap_err();
+        assert_eq!(e.reason(), "alias");
+        let e = e.to_string();
+        assert!(
+            e.contains("a.toml")
+                && e.contains("[pci] alias[1]")
+                && e.contains(
+                    "Invalid PCI alias definition: Additional properties are not allowed \
+                     ('device_typ' was unexpected)"
+                ),
+            "{e}"
+        );
+        // resource_class stands in for the ids only under [filter_scheduler] pci_in_placement.
+        let rc = "[pci]\nalias = ['{\"name\": \"g\", \"resource_class\": \"CUSTOM_G\"}']\n";
+        let e = Config::parse(rc, Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not have vendor_id and product_id"), "{e}");
+        let ok = format!("{rc}[filter_scheduler]\npci_in_placement = true\n");
+        assert!(Config::parse(&ok, Path::new("a.toml")).is_ok());
     }
 
     #[test]

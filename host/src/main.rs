@@ -1,15 +1,21 @@
 //! The `pcitrack` binary: parse the command line, run, and turn errors into a message on
-//! stderr and a non-zero exit.
+//! stderr and a non-zero exit (a closed standard output into a quiet one).
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use pcitrack::cli::StdoutClosed;
 
 fn main() -> ExitCode {
     let cli = pcitrack::cli::Cli::parse();
     pcitrack::cli::init_logging(&cli);
     match pcitrack::cli::run(cli) {
         Ok(code) => code,
+        // The reader of our output has gone (`pcitrack devices | head`): stop quietly, as a
+        // Unix tool killed by SIGPIPE does (see `cli::output`).
+        Err(e) if e.chain().any(|c| c.is::<StdoutClosed>()) => {
+            ExitCode::from(StdoutClosed::EXIT_STATUS)
+        }
         Err(e) => {
             eprintln!("pcitrack: error: {}", message(&e));
             ExitCode::FAILURE

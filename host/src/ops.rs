@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use pcitrack_model::{Assessment, DevType, DeviceStatus};
 use pcitrack_tracker::{
-    AliasTable, ClaimedDevice, DeviceFilter, FreeReport, PciRequest, SqliteStore, Store, Tracker,
-    TrackerError,
+    AliasTable, ClaimedDevice, DeviceFilter, FreeReport, HostNumaCell, NumaContext, NumaPolicy,
+    PciRequest, SqliteStore, Store, Tracker, TrackerError,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -34,7 +34,10 @@ impl From<TrackerError> for OpError {
         let text = error_text(&e);
         match e {
             TrackerError::Store(_) => OpError::Store(text),
-            TrackerError::NoDevices { .. } | TrackerError::Refused { .. } => OpError::Refused(text),
+            TrackerError::NoDevices { .. }
+            | TrackerError::Refused { .. }
+            | TrackerError::NotReserved { .. }
+            | TrackerError::ReleaseInUse { .. } => OpError::Refused(text),
             TrackerError::NotTracked { .. } => OpError::NotFound(text),
         }
     }
@@ -159,6 +162,9 @@ pub struct DeviceRow {
     pub remote_managed: bool,
     /// The policy that made it assignable.
     pub decided_by: String,
+    /// A used one-time-use device, out of the pools until released (`pcitrack release`).
+    #[serde(default)]
+    pub reserved: bool,
 }
 
 /// A pool of free devices.
@@ -166,30 +172,94 @@ pub struct DeviceRow {
 pub struct PoolRow {
     /// Free devices in it.
     pub count: usize,
+    /// Devices with the same key that would be free but are reserved (used one-time-use
+    /// devices waiting for `pcitrack release`); a row may have a count of 0 and only these.
+    #[serde(default)]
+    pub reserved: usize,
     /// What its devices share (vendor, product, NUMA node, type, tags...).
     pub key: serde_json::Value,
 }
 
-/// A claim: an instance asks for `count` devices by spec or by alias.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A claim: an instance asks for devices, all or nothing, in one of three forms:
+///
+/// * `spec` (a request spec: an object, or a list of objects as alternatives; as JSON, or as
+///   JSON text as before) with `count` (default 1) and an optional `request_id`;
+/// * `alias`: one alias name with `count`, or a flavor's `pci_passthrough:alias` value
+///   (`"a:1,b:2"`, Nova's `_translate_alias_to_requests`), one request per item;
+/// * `requests`: a list of [`RequestItem`]s, each a spec or one alias with its own count and
+///   optional request id. (Not a list under `spec`: a list there already means alternatives,
+///   as in Nova's `InstancePCIRequest.spec`.)
+///
+/// `numa_cells` and `numa_policy` are the instance's NUMA context: the host NUMA nodes its
+/// guest cells sit on (Nova's `InstanceNUMACell.id`) and the flavor's or image's
+/// `hw:pci_numa_affinity_policy`, which overrides every request's policy as in Nova. Each
+/// request without a `request_id` gets a fresh UUID, as Nova gives every
+/// `InstancePCIRequest` one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     /// The instance.
     pub instance: String,
-    /// A request spec as JSON text: an object or a list (vendor_id, product_id, dev_type,
-    /// tags...).
-    #[serde(default)]
-    pub spec: Option<String>,
-    /// An alias of `[pci] alias`.
-    #[serde(default)]
+    /// A request spec: a JSON object or list of objects (vendor_id, product_id, dev_type,
+    /// tags...), or the same as JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<serde_json::Value>,
+    /// An alias of `[pci] alias`, or `NAME:COUNT[,NAME:COUNT...]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
-    /// How many devices (default 1).
-    #[serde(default = "one")]
-    pub count: u32,
+    /// How many devices, for `spec` or a single alias name (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// The request id for `spec` or a single alias name (generated when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Several requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<RequestItem>,
+    /// The instance's NUMA cells (host NUMA node ids); none: NUMA is not considered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numa_cells: Vec<u32>,
+    /// The PCI NUMA affinity policy override (`hw:pci_numa_affinity_policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa_policy: Option<NumaPolicy>,
 }
 
-fn one() -> u32 {
-    1
+/// One request of a claim's `requests`: a spec or one alias name, `count` devices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestItem {
+    /// A request spec, as in [`ClaimRequest::spec`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<serde_json::Value>,
+    /// One alias name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// How many devices (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// Its id (generated when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// A fresh request id: a random (version 4) UUID in its hyphenated lower-case form, as
+/// `oslo_utils.uuidutils.generate_uuid` gives Nova's `InstancePCIRequest`
+/// (`nova/pci/request.py`). The `uuid` crate draws it from the kernel (getrandom).
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The host's NUMA cells with their sockets, as the tracker's `socket` policy reads them, from
+/// what discovery read under the sysfs root.
+pub fn host_cells(topology: &pcitrack_discovery::Topology) -> Vec<HostNumaCell> {
+    topology
+        .nodes
+        .iter()
+        .map(|n| HostNumaCell {
+            id: n.id,
+            socket: n.socket,
+        })
+        .collect()
 }
 
 /// An instance whose devices to allocate or free.
@@ -240,58 +310,188 @@ pub fn devices<S: Store>(
             tags: typed_tags(&t.profile.tags),
             remote_managed: t.profile.remote_managed,
             decided_by: t.profile.decided_by,
+            reserved: t.reserved,
         })
         .collect())
 }
 
-/// The pools of free devices.
+/// The pools of free devices, each with its reserved count, then the keys that only
+/// reserved devices have (count 0).
 pub fn pools<S: Store>(tracker: &mut Tracker<S>) -> Result<Vec<PoolRow>, OpError> {
-    Ok(tracker
-        .pools()?
+    let free = tracker.pools()?;
+    let reserved = tracker.reserved_pools()?;
+    let reserved_of = |key: &pcitrack_tracker::PoolKey| {
+        reserved
+            .pools()
+            .iter()
+            .find(|r| &r.key == key)
+            .map_or(0, |r| r.count)
+    };
+    let row = |count: usize, reserved: usize, key: &pcitrack_tracker::PoolKey| PoolRow {
+        count,
+        reserved,
+        key: serde_json::to_value(key).unwrap_or(serde_json::Value::Null),
+    };
+    let mut rows: Vec<PoolRow> = free
         .pools()
         .iter()
-        .map(|p| PoolRow {
-            count: p.count,
-            key: serde_json::to_value(&p.key).unwrap_or(serde_json::Value::Null),
-        })
-        .collect())
+        .map(|p| row(p.count, reserved_of(&p.key), &p.key))
+        .collect();
+    rows.extend(
+        reserved
+            .pools()
+            .iter()
+            .filter(|r| !free.pools().iter().any(|p| p.key == r.key))
+            .map(|r| row(0, r.count, &r.key)),
+    );
+    Ok(rows)
 }
 
-/// Turns a claim's spec or alias into a tracker request; `aliases` is `[pci] alias`.
-pub fn request_of(claim: &ClaimRequest, aliases: &[String]) -> Result<PciRequest, OpError> {
+/// Which reserved device to release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// Its PCI address.
+    pub address: String,
+}
+
+/// Releases a reserved one-time-use device (the operator has wiped it): it returns to the
+/// pools. Answers with the device as it now is.
+///
+/// # Errors
+///
+/// [`OpError::BadRequest`] for an address that does not parse, [`OpError::NotFound`] for an
+/// untracked one, [`OpError::Refused`] for a device that is not reserved or still held.
+pub fn release<S: Store>(
+    tracker: &mut Tracker<S>,
+    req: &ReleaseRequest,
+) -> Result<DeviceRow, OpError> {
+    let address: pcitrack_model::PciAddress = req
+        .address
+        .parse()
+        .map_err(|e| OpError::BadRequest(format!("address {:?}: {e}", req.address)))?;
+    tracker.release(address)?;
+    let query = DevicesQuery::default();
+    devices(tracker, &query)?
+        .into_iter()
+        .find(|d| d.address == address.to_string())
+        .ok_or_else(|| OpError::NotFound(format!("PCI device {address} is not tracked")))
+}
+
+fn spec_request(spec: &serde_json::Value, count: u32) -> Result<PciRequest, OpError> {
+    let text = match spec {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    PciRequest::from_spec_json(&text, count)
+        .map_err(|e| OpError::BadRequest(format!("spec: {}", error_text(&e))))
+}
+
+/// Turns a claim into tracker requests, in order, each with its request id and the claim's
+/// NUMA policy override; `aliases` is `[pci] alias`.
+///
+/// # Errors
+///
+/// [`OpError::BadRequest`] for a claim that does not give exactly one of `spec`, `alias` and
+/// `requests`, a bad spec, an undefined alias or a bad `NAME:COUNT` item, or a count or
+/// request id given where the form carries its own; [`OpError::Store`] when no request id
+/// can be generated.
+pub fn request_of(claim: &ClaimRequest, aliases: &AliasTable) -> Result<Vec<PciRequest>, OpError> {
     let bad = |e: &dyn std::error::Error| OpError::BadRequest(error_text(e));
-    match (&claim.spec, &claim.alias) {
-        (Some(_), Some(_)) => Err(OpError::BadRequest(
-            "give either spec or alias, not both".into(),
-        )),
-        (Some(spec), None) => PciRequest::from_spec_json(spec, claim.count)
-            .map_err(|e| OpError::BadRequest(format!("spec: {}", error_text(&e)))),
-        (None, Some(alias)) => AliasTable::parse(aliases)
-            .map_err(|e| {
-                OpError::BadRequest(format!(
-                    "[pci] alias in the configuration: {}",
-                    error_text(&e)
-                ))
-            })?
-            .request(alias, claim.count, None)
-            .map_err(|e| bad(&e)),
-        (None, None) => Err(OpError::BadRequest(
-            "a claim needs a spec or an alias".into(),
-        )),
+    let policy = claim.numa_policy;
+    let mut requests = match (&claim.spec, &claim.alias, claim.requests.is_empty()) {
+        (Some(spec), None, true) => vec![spec_request(spec, claim.count.unwrap_or(1))?],
+        (None, Some(alias), true) if alias.contains([':', ',']) => {
+            if claim.count.is_some() || claim.request_id.is_some() {
+                return Err(OpError::BadRequest(format!(
+                    "alias {alias:?} gives its own counts (NAME:COUNT,...): give no count or \
+                     request_id beside it (use requests for ids)"
+                )));
+            }
+            aliases.requests(alias, policy).map_err(|e| bad(&e))?
+        }
+        (None, Some(alias), true) => vec![
+            aliases
+                .request(alias, claim.count.unwrap_or(1), policy)
+                .map_err(|e| bad(&e))?,
+        ],
+        (None, None, false) => {
+            if claim.count.is_some() || claim.request_id.is_some() {
+                return Err(OpError::BadRequest(
+                    "give count and request_id inside each of requests, not beside them".into(),
+                ));
+            }
+            claim
+                .requests
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let count = item.count.unwrap_or(1);
+                    let mut r = match (&item.spec, &item.alias) {
+                        (Some(spec), None) => spec_request(spec, count)?,
+                        (None, Some(alias)) => {
+                            aliases.request(alias, count, policy).map_err(|e| bad(&e))?
+                        }
+                        _ => {
+                            return Err(OpError::BadRequest(format!(
+                                "requests[{i}] needs exactly one of spec and alias"
+                            )));
+                        }
+                    };
+                    r.request_id = item.request_id.clone();
+                    Ok(r)
+                })
+                .collect::<Result<_, _>>()?
+        }
+        (None, None, true) => {
+            return Err(OpError::BadRequest(
+                "a claim needs a spec or an alias, or a list of requests".into(),
+            ));
+        }
+        _ => {
+            return Err(OpError::BadRequest(
+                "give one of spec, alias and requests, not several".into(),
+            ));
+        }
+    };
+    if requests.len() == 1 && requests[0].request_id.is_none() {
+        requests[0].request_id = claim.request_id.clone();
     }
+    for r in &mut requests {
+        // A spec request takes the override too (Nova: the flavor's policy, else legacy).
+        if policy.is_some() {
+            r.numa_policy = policy;
+        }
+        if r.request_id.is_none() {
+            r.request_id = Some(new_request_id());
+        }
+    }
+    Ok(requests)
 }
 
-/// Claims devices for an instance: all of them or none.
+/// Claims devices for an instance: all of them or none. `aliases` is `[pci] alias`,
+/// `host_cells` the host's NUMA cells with their sockets (for the `socket` policy).
+///
+/// # Errors
+///
+/// [`OpError::BadRequest`] for an empty instance or a request [`request_of`] refuses;
+/// [`OpError::Refused`] when the free devices cannot meet every request (naming the request
+/// and the filter that fell short) or the state machine refuses one; [`OpError::Store`].
 pub fn claim<S: Store>(
     tracker: &mut Tracker<S>,
     claim: &ClaimRequest,
-    aliases: &[String],
+    aliases: &AliasTable,
+    host_cells: &[HostNumaCell],
 ) -> Result<Vec<ClaimedDevice>, OpError> {
     if claim.instance.trim().is_empty() {
         return Err(OpError::BadRequest("instance must not be empty".into()));
     }
-    let request = request_of(claim, aliases)?;
-    Ok(tracker.claim(&claim.instance, &[request], None)?)
+    let requests = request_of(claim, aliases)?;
+    let numa = NumaContext {
+        cells: &claim.numa_cells,
+        host_cells,
+    };
+    Ok(tracker.claim(&claim.instance, &requests, Some(numa))?)
 }
 
 /// Allocates what an instance claimed.
@@ -369,35 +569,95 @@ mod tests {
     fn claim_req(spec: Option<&str>, alias: Option<&str>) -> ClaimRequest {
         ClaimRequest {
             instance: "vm1".into(),
-            spec: spec.map(Into::into),
+            spec: spec.map(|s| serde_json::Value::String(s.into())),
             alias: alias.map(Into::into),
-            count: 1,
+            ..ClaimRequest::default()
         }
     }
 
+    fn table() -> AliasTable {
+        AliasTable::parse(&[
+            r#"{"name": "a", "vendor_id": "8086", "product_id": "154c", "numa_policy": "required"}"#,
+            r#"{"name": "b", "vendor_id": "15b3", "product_id": "1018"}"#,
+        ])
+        .unwrap()
+    }
+
     #[test]
-    fn a_claim_needs_exactly_one_of_spec_and_alias() {
-        let both = request_of(&claim_req(Some("{}"), Some("nic")), &[]).unwrap_err();
-        assert!(both.to_string().contains("not both"), "{both}");
-        let neither = request_of(&claim_req(None, None), &[]).unwrap_err();
+    fn a_claim_needs_exactly_one_of_spec_alias_and_requests() {
+        let none = AliasTable::default();
+        let both = request_of(&claim_req(Some("{}"), Some("nic")), &none).unwrap_err();
+        assert!(both.to_string().contains("not several"), "{both}");
+        let neither = request_of(&claim_req(None, None), &none).unwrap_err();
         assert!(
-            neither.to_string().contains("spec or an alias"),
+            neither
+                .to_string()
+                .contains("a spec or an alias, or a list of requests"),
             "{neither}"
         );
+        let mut item = claim_req(None, None);
+        item.requests = vec![RequestItem::default()];
+        let e = request_of(&item, &none).unwrap_err();
+        assert!(e.to_string().contains("requests[0]"), "{e}");
     }
 
     #[test]
     fn an_unknown_alias_and_a_bad_spec_are_bad_requests_naming_the_problem() {
-        let e = request_of(&claim_req(None, Some("gpu")), &[]).unwrap_err();
+        let e = request_of(&claim_req(None, Some("gpu")), &AliasTable::default()).unwrap_err();
         assert!(
             matches!(e, OpError::BadRequest(ref m) if m.contains("gpu")),
             "{e}"
         );
-        let e = request_of(&claim_req(Some("{not json"), None), &[]).unwrap_err();
+        let e =
+            request_of(&claim_req(Some("{not json"), None), &AliasTable::default()).unwrap_err();
         assert!(
             matches!(e, OpError::BadRequest(ref m) if m.starts_with("spec")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_flavor_alias_value_makes_one_request_per_item_each_with_an_id() {
+        let mut c = claim_req(None, Some("a:1, b:2"));
+        c.numa_policy = Some(NumaPolicy::Socket);
+        let r = request_of(&c, &table()).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].count, r[1].count), (1, 2));
+        assert_eq!(r[1].alias_name.as_deref(), Some("b"));
+        // The override wins over the alias's own policy, as Nova's affinity_policy does.
+        assert!(r.iter().all(|r| r.numa_policy == Some(NumaPolicy::Socket)));
+        let ids: Vec<&str> = r.iter().map(|r| r.request_id.as_deref().unwrap()).collect();
+        assert_ne!(ids[0], ids[1]);
+        for id in ids {
+            assert_eq!(id.len(), 36, "{id}");
+            assert_eq!(&id[14..15], "4", "version 4: {id}");
+        }
+        c.count = Some(3);
+        let e = request_of(&c, &table()).unwrap_err();
+        assert!(e.to_string().contains("own counts"), "{e}");
+    }
+
+    #[test]
+    fn requests_keep_the_ids_the_client_gives() {
+        let mut c = claim_req(None, None);
+        c.requests = vec![
+            RequestItem {
+                alias: Some("a".into()),
+                count: Some(2),
+                request_id: Some("r-1".into()),
+                ..RequestItem::default()
+            },
+            RequestItem {
+                spec: Some(serde_json::json!({"vendor_id": "15b3"})),
+                ..RequestItem::default()
+            },
+        ];
+        let r = request_of(&c, &table()).unwrap();
+        assert_eq!(r[0].request_id.as_deref(), Some("r-1"));
+        assert_eq!(r[0].numa_policy, Some(NumaPolicy::Required));
+        assert_eq!(r[1].count, 1);
+        assert_eq!(r[1].numa_policy, None);
+        assert!(r[1].request_id.is_some());
     }
 
     #[test]
@@ -406,6 +666,7 @@ mod tests {
         let e = claim(
             &mut tracker,
             &claim_req(Some(r#"{"vendor_id": "8086"}"#), None),
+            &AliasTable::default(),
             &[],
         )
         .unwrap_err();

@@ -160,3 +160,92 @@ fn regression_typed_tags_print_typed_in_eval_devices_and_pools() {
     let pools = run(&["--config", cfg, "pools", "--db", dbs, "--format", "json"]);
     assert!(pools.to_string().contains("\"trusted\":true"), "{pools}");
 }
+
+/// Issue 12, through the binary: a switchdev PF (`net/` holding the uplink `eth_rail1`, `p0`,
+/// and the representor `eth1`, `pf0vf0`) is reported with its uplink by `discover`, and its
+/// VFs' `parent_ifname` pool key after `sync` is the uplink (it was the representor); a VF
+/// with a vDPA device is `vdpa`, and a malformed vDPA entry is named on stderr.
+#[test]
+fn regression_switchdev_representor_taken_as_pf_interface_in_discover_and_pools() {
+    let t = FakeSysfs::new();
+    let vfs = t.add_pf_with_vfs("0000:81:00.0", 0x15b3, 0x101d, 0x101e, 2);
+    t.add_device("0000:81:00.0", 0x15b3, 0x101d, 0x020000)
+        .driver("mlx5_core")
+        .net("eth1", "aa:bb:cc:00:00:10", Some("pf0vf0"))
+        .net("eth_rail1", "0c:42:a1:00:00:01", Some("p0"));
+    for (i, vf) in vfs.iter().enumerate() {
+        let d = t.add_device(vf, 0x15b3, 0x101e, 0x020000);
+        d.link("physfn", "../0000:81:00.0").driver("mlx5_core").net(
+            &format!("ens1f0v{i}"),
+            &format!("0c:42:a1:00:01:0{i}"),
+            None,
+        );
+        if i == 1 {
+            d.vdpa("vdpa0");
+        }
+    }
+    std::fs::write(t.root().join("bus/vdpa/devices/vdpa5"), "not a link\n").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let root = t.root().to_str().unwrap();
+    let out = pcitrack(
+        &["discover", "--sysfs-root", root, "--format", "json"],
+        state.path(),
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("skipped vdpa5: vDPA bus entry is not a readable link"),
+        "{stderr}"
+    );
+    let devices: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pf = &devices[0];
+    assert_eq!(
+        (&pf["ifname"], &pf["mac_address"]),
+        (
+            &serde_json::json!("eth_rail1"),
+            &serde_json::json!("0c:42:a1:00:00:01")
+        ),
+        "{pf}"
+    );
+    assert_eq!(devices[1]["dev_type"], "type-VF");
+    assert_eq!(devices[2]["dev_type"], "vdpa");
+    assert_eq!(devices[2]["parent_addr"], "0000:81:00.0");
+
+    let config = state.path().join("pcitrack.toml");
+    std::fs::write(
+        &config,
+        "[pci]\ndevice_spec = ['{\"vendor_id\": \"15b3\", \"product_id\": \"101e\", \"physical_network\": \"physnet1\"}']\n",
+    )
+    .unwrap();
+    let (cfg, db) = (config.to_str().unwrap(), state.path().join("t.db"));
+    let db = db.to_str().unwrap();
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = pcitrack(args, state.path());
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    run(&[
+        "--config",
+        cfg,
+        "sync",
+        "--sysfs-root",
+        root,
+        "--db",
+        db,
+        "--format",
+        "json",
+    ]);
+    let pools = run(&["--config", cfg, "pools", "--db", db, "--format", "json"]);
+    let text = pools.to_string();
+    assert_eq!(
+        text.matches("\"parent_ifname\":\"eth_rail1\"").count(),
+        2,
+        "the VF's and the vDPA device's pools: {pools}"
+    );
+    assert!(!text.contains("\"parent_ifname\":\"eth1\""), "{pools}");
+    assert!(text.contains("\"dev_type\":\"vdpa\""), "{pools}");
+}

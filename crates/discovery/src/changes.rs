@@ -42,7 +42,7 @@ pub struct Burst {
 }
 
 impl Burst {
-    /// Adds an event; only `SUBSYSTEM=pci` events matter.
+    /// Adds an event; only `SUBSYSTEM=pci` events and vDPA devices' (`SUBSYSTEM=vdpa`) matter.
     pub fn add(&mut self, event: &UEvent) {
         if let Some(a) = event.pci_address() {
             self.affected.insert(a);

@@ -130,6 +130,27 @@ impl FakeSysfs {
         d
     }
 
+    /// Adds NUMA node `node` with its `cpulist` written as given (`"0-3,8"`, or garbage).
+    pub fn add_numa_node(&self, node: u32, cpulist: &str) -> &Self {
+        let dir = self.root().join(format!("devices/system/node/node{node}"));
+        fs::create_dir_all(&dir).expect("node dir");
+        write(&dir.join("cpulist"), format!("{cpulist}\n"));
+        self
+    }
+
+    /// Adds CPU `cpu` with its `topology/physical_package_id` written as given (its socket).
+    pub fn add_cpu(&self, cpu: u32, physical_package_id: &str) -> &Self {
+        let dir = self
+            .root()
+            .join(format!("devices/system/cpu/cpu{cpu}/topology"));
+        fs::create_dir_all(&dir).expect("cpu dir");
+        write(
+            &dir.join("physical_package_id"),
+            format!("{physical_package_id}\n"),
+        );
+        self
+    }
+
     /// A large host for benchmarks: `pfs` PFs with `vfs_per_pf` VFs each (on buses 0x10,
     /// 0x12, ...), plus `plain` devices on bus 0.
     pub fn generate_large(pfs: u8, vfs_per_pf: u16, plain: u8) -> Self {
@@ -201,6 +222,35 @@ impl FakeDevice {
             format!("../../devices/pci0000:00/{address}/net/{ifname}"),
             self.root.join("class/net").join(ifname),
         );
+        self
+    }
+
+    /// Adds a vDPA device `name` (`vdpa0`) as the kernel lays one out: a child directory of
+    /// this device with its `vhost-vdpa-N` character device bound to `vhost_vdpa`, and the
+    /// `bus/vdpa/devices/<name>` link to it.
+    pub fn vdpa(&self, name: &str) -> &Self {
+        let dir = self.path.join(name);
+        let n = name.trim_start_matches(|c: char| !c.is_ascii_digit());
+        fs::create_dir_all(dir.join(format!("vhost-vdpa-{n}"))).expect("vdpa dir");
+        let bus = self.root.join("bus/vdpa");
+        fs::create_dir_all(bus.join("devices")).expect("vdpa bus");
+        fs::create_dir_all(bus.join("drivers/vhost_vdpa")).expect("vdpa driver");
+        let _ = symlink(
+            "../../../../bus/vdpa/drivers/vhost_vdpa",
+            dir.join("driver"),
+        );
+        let address = self
+            .path
+            .file_name()
+            .expect("device dir name")
+            .to_string_lossy();
+        let link = bus.join("devices").join(name);
+        let _ = fs::remove_file(&link);
+        symlink(
+            format!("../../../devices/pci0000:00/{address}/{name}"),
+            link,
+        )
+        .expect("vdpa bus link");
         self
     }
 

@@ -16,7 +16,9 @@ pub mod fixture;
 pub mod relay;
 mod scan;
 pub mod socket;
+pub mod topology;
 pub mod uevent;
 pub mod vpd;
 
 pub use scan::{ScanReport, Skipped, scan};
+pub use topology::{NumaNode, Topology, numa_topology};

@@ -1,19 +1,23 @@
 //! Scanning `<root>/bus/pci/devices`: each entry read into a [`Device`] (ids, class, SR-IOV
 //! relations, driver, NUMA node, IOMMU group, netdevs, VPD), spread over threads, with the
-//! entries that cannot be read skipped by name rather than failing the scan.
+//! entries that cannot be read skipped by name rather than failing the scan; then the VFs
+//! with a vDPA device (`<root>/bus/vdpa/devices`) become `vdpa` devices.
+
+mod netdev;
+mod vdpa;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use pcitrack_model::{DevType, Device, NetInterface, PciAddress};
+use pcitrack_model::{DevType, Device, PciAddress};
 
-use crate::attrs::{DevicesDir, VPD_CAP, read_text};
+use crate::attrs::{DevicesDir, VPD_CAP};
 
 /// A directory entry that could not be read as a device, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    /// The entry's name (normally a PCI address).
+    /// The entry's name: normally a PCI address, or a vDPA device's (`vdpa0`).
     pub entry: String,
     /// What was wrong.
     pub reason: String,
@@ -24,7 +28,8 @@ pub struct Skipped {
 pub struct ScanReport {
     /// The devices, sorted by address.
     pub devices: Vec<Device>,
-    /// Entries skipped, each with its reason (also logged as warnings).
+    /// Entries skipped (PCI devices, then vDPA devices), each with its reason (also logged as
+    /// warnings).
     pub skipped: Vec<Skipped>,
 }
 
@@ -36,8 +41,9 @@ fn skip(skipped: &mut Vec<Skipped>, entry: &str, reason: String) {
     });
 }
 
-/// Reads every PCI device under `<root>/bus/pci/devices`. A missing directory is an empty
-/// host (and a warning).
+/// Reads every PCI device under `<root>/bus/pci/devices`, and the vDPA devices under
+/// `<root>/bus/vdpa/devices` that make VFs Nova's `vdpa` devices. A missing PCI directory
+/// is an empty host (and a warning); a missing vDPA one, a host without vDPA.
 pub fn scan(root: &Path) -> ScanReport {
     let dir = root.join("bus/pci/devices");
     let mut report = ScanReport::default();
@@ -70,6 +76,12 @@ pub fn scan(root: &Path) -> ScanReport {
     let vf_index = found.vf_index;
     report.devices = found.devices;
     report.devices.sort_by_key(|d| d.address);
+    for s in vdpa::mark_vdpa(root, &mut report.devices) {
+        tracing::warn!(vdpa = %s.entry, "skipping vDPA device {}: {}", s.entry, s.reason);
+        report.skipped.push(s);
+    }
+    // A vDPA device keeps its VF index but, as in Nova (whose `_get_vpd_details` falls back
+    // to the PF's VPD only for a `type-VF`), not its PF's serial number: it is typed first.
     // VF indices and inherited serial numbers need the PFs, which may come later in the
     // directory order.
     let serials: HashMap<PciAddress, String> = report
@@ -230,11 +242,11 @@ fn read_device(
         }
     }
     if dir.may_have("net", false) {
-        d.net = net_interfaces(&devices.path.join(name).join("net"));
+        d.net = netdev::net_interfaces(&devices.path.join(name).join("net"));
     }
-    if let Some(first) = d.net.first() {
-        d.ifname = Some(first.name.clone());
-        d.mac_address = first.mac_address.clone();
+    if let Some(own) = netdev::own_interface(&d.net, dev_type) {
+        d.ifname = Some(own.name.clone());
+        d.mac_address = own.mac_address.clone();
     }
     if let Some(bytes) = dir.bytes("vpd", VPD_CAP).filter(|b| !b.is_empty()) {
         match crate::vpd::parse(&bytes) {
@@ -248,24 +260,4 @@ fn read_device(
         .and_then(|v| v.card_serial_number.clone())
         .filter(|s| !s.is_empty());
     Ok(d)
-}
-
-fn net_interfaces(dir: &Path) -> Vec<NetInterface> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut net: Vec<NetInterface> = entries
-        .flatten()
-        .map(|e| {
-            let p: PathBuf = e.path();
-            NetInterface {
-                name: e.file_name().to_string_lossy().into_owned(),
-                mac_address: read_text(&p.join("address")),
-                phys_port_name: read_text(&p.join("phys_port_name")).filter(|s| !s.is_empty()),
-                phys_switch_id: read_text(&p.join("phys_switch_id")).filter(|s| !s.is_empty()),
-            }
-        })
-        .collect();
-    net.sort_by(|a, b| a.name.cmp(&b.name));
-    net
 }

@@ -163,13 +163,18 @@ fn build(env: BTreeMap<String, String>, from_udev: bool) -> Result<UEvent, Ueven
 }
 
 impl UEvent {
-    /// The PCI device the event is about: `PCI_SLOT_NAME`, else the devpath's last part.
+    /// The PCI device the event is about: `PCI_SLOT_NAME`, else the devpath's last part. A
+    /// vDPA device's event (`SUBSYSTEM=vdpa`, created after its VF is bound) is about the
+    /// PCI function it is a child of, whose type it changes (Nova's `vdpa`).
     pub fn pci_address(&self) -> Option<PciAddress> {
-        if self.subsystem != "pci" {
-            return None;
+        let mut parts = self.devpath.rsplit('/');
+        match self.subsystem.as_str() {
+            "pci" => self
+                .pci_slot
+                .or_else(|| parts.next().and_then(|s| s.parse().ok())),
+            "vdpa" => parts.nth(1).and_then(|s| s.parse().ok()),
+            _ => None,
         }
-        self.pci_slot
-            .or_else(|| self.devpath.rsplit('/').next().and_then(|s| s.parse().ok()))
     }
 }
 
@@ -191,5 +196,33 @@ mod tests {
         }
         let e = parse(b"add@/d\0ACTION=add\0DEVPATH=/d\0SUBSYSTEM=pci\0SEQNUM=x\0").unwrap_err();
         assert_eq!(e.to_string(), "bad SEQNUM: \"x\"");
+    }
+
+    #[test]
+    fn a_vdpa_event_is_about_its_pci_function() {
+        let event = |devpath: &str, subsystem: &str| {
+            let packet = format!(
+                "add@{devpath}\0ACTION=add\0DEVPATH={devpath}\0SUBSYSTEM={subsystem}\0SEQNUM=7\0"
+            );
+            parse(packet.as_bytes()).unwrap().pci_address()
+        };
+        let vf = "/devices/pci0000:00/0000:00:02.2/0000:06:00.2";
+        assert_eq!(
+            event(&format!("{vf}/vdpa0"), "vdpa"),
+            Some("0000:06:00.2".parse().unwrap())
+        );
+        assert_eq!(
+            event(
+                "/devices/pci0000:00/0000:06:00.0/mlx5_core.sf.2/vdpa1",
+                "vdpa"
+            ),
+            None,
+            "a subfunction's vDPA device is no PCI function's"
+        );
+        assert_eq!(
+            event(&format!("{vf}/vdpa0/vhost-vdpa-0"), "vhost-vdpa"),
+            None
+        );
+        assert_eq!(event(vf, "pci"), Some("0000:06:00.2".parse().unwrap()));
     }
 }

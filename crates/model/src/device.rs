@@ -86,10 +86,11 @@ pub struct Device {
         deserialize_with = "serde_hex::de_opt_u16"
     )]
     pub sriov_vf_device: Option<u16>,
-    /// Name of the first network interface (Nova's `ifname`).
+    /// Name of the device's own network interface (Nova's `ifname`): in switchdev mode a
+    /// PF's uplink (`phys_port_name` `p<N>`), never a representor; else the first by name.
     #[serde(default)]
     pub ifname: Option<String>,
-    /// MAC address of the first network interface.
+    /// MAC address of that interface.
     #[serde(default)]
     pub mac_address: Option<String>,
     /// Every network interface of the device.

@@ -1,4 +1,5 @@
-//! oslo.utils' `strutils.bool_from_string`, the one reading of a boolean word in pcitrack.
+//! oslo.utils' `strutils.bool_from_string`, the one reading of a boolean word in pcitrack, and
+//! oslo.config's `BoolOpt` ([`config_bool`]), the one reading of a configuration boolean.
 //!
 //! Nova reads `remote_managed` with the lenient form (device_spec in `nova/pci/devspec.py`,
 //! pool filtering in `nova/pci/stats.py` `_filter_pools_for_unrequested_remote_managed_devices`)
@@ -71,9 +72,61 @@ pub fn bool_from_string_strict(subject: &str) -> Result<bool, UnrecognizedBool> 
     })
 }
 
+/// The words oslo.config's `BoolOpt` reads as true (`oslo_config.types.Boolean.TRUE_VALUES`).
+pub const CONFIG_TRUE_VALUES: [&str; 4] = ["true", "1", "on", "yes"];
+
+/// The words oslo.config's `BoolOpt` reads as false (`Boolean.FALSE_VALUES`).
+pub const CONFIG_FALSE_VALUES: [&str; 4] = ["false", "0", "off", "no"];
+
+/// oslo.config's refusal of a boolean option's value.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("Unexpected boolean value '{value}'")]
+pub struct UnexpectedBool {
+    /// The value as given.
+    pub value: String,
+}
+
+/// oslo.config's `BoolOpt` (`oslo_config.types.Boolean`, oslo.config 10), which reads
+/// nova.conf options such as `[pci] report_in_placement`: a different rule from
+/// `bool_from_string`, with fewer words (`y`, `t`, `n`, `f` are refused) and no stripping,
+/// compared after Python's `str.lower()` (ASCII-only is exact here for the same reason as
+/// above).
+///
+/// # Errors
+///
+/// [`UnexpectedBool`], with oslo.config's message, for any other word.
+pub fn config_bool(value: &str) -> Result<bool, UnexpectedBool> {
+    if CONFIG_TRUE_VALUES
+        .iter()
+        .any(|w| value.eq_ignore_ascii_case(w))
+    {
+        Ok(true)
+    } else if CONFIG_FALSE_VALUES
+        .iter()
+        .any(|w| value.eq_ignore_ascii_case(w))
+    {
+        Ok(false)
+    } else {
+        Err(UnexpectedBool {
+            value: value.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_bool_is_oslo_configs_word_list() {
+        assert_eq!(config_bool("Yes"), Ok(true));
+        assert_eq!(config_bool("OFF"), Ok(false));
+        assert_eq!(
+            config_bool("y").unwrap_err().to_string(),
+            "Unexpected boolean value 'y'"
+        );
+        assert!(config_bool(" yes").is_err());
+    }
 
     #[test]
     fn regression_oslo_bool_x1c_true_reads_true_everywhere() {

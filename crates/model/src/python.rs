@@ -1,5 +1,6 @@
 //! Python's reading of text, where Nova's rules depend on it: which characters are white
-//! space (`str.isspace()`) and what `str.strip()` removes.
+//! space (`str.isspace()`), what `str.strip()` removes, and how `repr()` prints a `str` (Nova's
+//! and jsonschema's messages quote values that way).
 //!
 //! One definition for every room (the device_spec matcher, the tagger, the runtime and the
 //! tracker): copies of it drifted once, `"\x1ctrue"` reading true in one room and false in
@@ -49,9 +50,84 @@ pub fn eq_lower(a: &str, b: &str) -> bool {
     }
 }
 
+/// Appends Python's `repr()` of a `str` to `out`: single quotes unless the text holds a `'` and
+/// no `"`; backslash escapes for the quote, the backslash, `\n`, `\r`, `\t` and characters
+/// that are not printable (`\xNN`, `\uNNNN`, `\UNNNNNNNN`), as CPython's `unicode_repr` does.
+/// The printable test is exact for ASCII and Latin-1 and for the usual invisible characters
+/// (format and separator code points), which is what the messages meet.
+pub fn str_repr_into(s: &str, out: &mut String) {
+    use std::fmt::Write;
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if printable(c) => out.push(c),
+            c if (c as u32) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if (c as u32) < 0x10000 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
+        }
+    }
+    out.push(quote);
+}
+
+/// Python's `repr()` of a `str` (see [`str_repr_into`]).
+pub fn str_repr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    str_repr_into(s, &mut out);
+    out
+}
+
+/// Python's `str.isprintable()` for one character, exact for ASCII and Latin-1 and for the
+/// usual invisible code points (format characters including the tag characters, separators,
+/// private use in every plane).
+fn printable(c: char) -> bool {
+    let u = c as u32;
+    if u < 0x20 || (0x7f..=0xa0).contains(&u) || u == 0xad {
+        return false;
+    }
+    !matches!(u,
+        0x1680 | 0x2000..=0x200f | 0x2028..=0x202f | 0x205f..=0x2064 | 0x3000 | 0xfeff
+        | 0xfff9..=0xfffb | 0xe000..=0xf8ff | 0xe0001 | 0xe0020..=0xe007f | 0xf0000..)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn str_repr_is_pythons() {
+        // Python 3.11's own answers: repr(s) for each s.
+        let cases = [
+            ("it's", r#""it's""#),
+            ("a\"b'c", r#"'a"b\'c'"#),
+            ("\x1c", r"'\x1c'"),
+            ("\u{200b}", r"'\u200b'"),
+            ("\u{e9}\t\\", "'\u{e9}\\t\\\\'"),
+            ("\u{1f600}", "'\u{1f600}'"),
+            ("\u{e0001}", r"'\U000e0001'"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(str_repr(s), want, "repr of {s:?}");
+        }
+    }
 
     #[test]
     fn the_information_separators_are_python_white_space() {

@@ -6,13 +6,15 @@
 //! between calls it waits on a condition variable with no timeout, so an idle agent pays no
 //! wake-ups for it (it used to tick 1000 times a second whether or not anything ran).
 
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 use wasmtime::{
     Config, Engine, EngineWeak, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
 };
+
+use crate::cache::EngineFingerprint;
 
 /// How often the epoch advances while a call is in flight. A deadline is a whole number of
 /// ticks, so this is the deadline's resolution.
@@ -59,6 +61,8 @@ struct Inner {
     limits: Limits,
     pooling: bool,
     clock: Arc<Clock>,
+    /// Taken on first use of the artifact cache; `None` when it could not be.
+    fingerprint: OnceLock<Option<EngineFingerprint>>,
 }
 
 impl Drop for Inner {
@@ -145,6 +149,7 @@ impl PolicyEngine {
             limits,
             pooling,
             clock,
+            fingerprint: OnceLock::new(),
         });
         Ok(Self { inner })
     }
@@ -179,6 +184,22 @@ impl PolicyEngine {
     /// The per-call limits.
     pub fn limits(&self) -> Limits {
         self.inner.limits
+    }
+
+    /// What decides which compiled artifacts this engine accepts (see [`EngineFingerprint`]),
+    /// taken once, on first use; `None` (logged) when it cannot be taken, and then the
+    /// artifact cache is not used.
+    pub fn fingerprint(&self) -> Option<EngineFingerprint> {
+        *self
+            .inner
+            .fingerprint
+            .get_or_init(|| match EngineFingerprint::of(&self.inner.engine) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot fingerprint the wasm engine; compiled policies are not cached");
+                    None
+                }
+            })
     }
 
     /// Whether the pooling allocator is in use.

@@ -24,7 +24,7 @@ mod policy;
 mod stats;
 mod verdicts;
 
-pub use cache::ArtifactCache;
+pub use cache::{ArtifactCache, Compiled, EngineFingerprint, Evicted};
 pub use chain::{BUILT_IN, CleanupOutcome, DeviceVerdict, PolicySet};
 pub use directory::{
     AllowedDigests, DigestError, Loaded, assemble, load_embedded, load_file, load_policies,

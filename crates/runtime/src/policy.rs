@@ -53,6 +53,8 @@ pub struct Policy {
     pre: InstancePre<StoreState>,
     entry: Entry,
     from_cache: bool,
+    /// The key of its compiled artifact, when loaded through a cache.
+    artifact: Option<String>,
     load_time: std::time::Duration,
     /// Each device's last verdict from this policy (matcher or tagger), for when a call
     /// fails.
@@ -105,11 +107,15 @@ impl Policy {
             name: name.into(),
             reason: format!("{e:#}"),
         };
-        let (component, from_cache) = match cache {
-            Some(cache) => cache.load_or_compile(wt, bytes).map_err(invalid)?,
+        let (component, from_cache, artifact) = match cache {
+            Some(cache) => {
+                let c = cache.load_or_compile(engine, bytes).map_err(invalid)?;
+                (c.component, c.from_cache, c.key)
+            }
             None => (
                 wasmtime::component::Component::new(wt, bytes).map_err(invalid)?,
                 false,
+                None,
             ),
         };
         let kind = classify(name, wt, &component)?;
@@ -140,6 +146,7 @@ impl Policy {
             pre,
             entry,
             from_cache,
+            artifact,
             load_time: std::time::Duration::ZERO,
             last_verdicts: VerdictMemory::default(),
             stats: PolicyStats::default(),
@@ -215,6 +222,12 @@ impl Policy {
     /// Whether the compiled code came from the artifact cache.
     pub fn from_cache(&self) -> bool {
         self.from_cache
+    }
+
+    /// The key of its compiled artifact in the cache it was loaded through (see
+    /// [`ArtifactCache::evict_unreferenced`]); `None` when no cache was used.
+    pub fn artifact(&self) -> Option<&str> {
+        self.artifact.as_deref()
     }
 
     /// How long loading took (compile or cache load, pre-link, first init).

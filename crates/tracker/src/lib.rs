@@ -14,6 +14,7 @@
 //! * [`pools`]: pools of free devices, request filtering and consumption.
 //! * [`cleanup`]: the cleanup chain's contract (Nova's rule itself is the vocabulary's).
 //! * [`record`]: the tracked-device record.
+//! * [`placement`]: a device's Placement resource class and traits, normalised as Nova does.
 //! * [`store`]: persistence (the `Store` trait and the SQLite store).
 //! * [`sync`]: reconcile with what the host reports (Nova's `_set_hvdevs`).
 //! * [`tracker`]: the operations, each one transaction.
@@ -23,6 +24,7 @@
 pub mod cleanup;
 pub mod device_state;
 pub mod invariants;
+pub mod placement;
 pub mod pools;
 mod prune;
 pub mod record;
@@ -36,7 +38,9 @@ pub use cleanup::{CleanupPolicy, DefaultCleanup};
 pub use device_state::{Operation, TransitionError};
 pub use pools::{HostNumaCell, NumaContext, Pool, PoolError, PoolKey, PoolSet};
 pub use record::{Profile, TrackedDevice};
-pub use request::{Alias, AliasError, AliasTable, NumaPolicy, PciRequest, RequestError, Spec};
+pub use request::{
+    Alias, AliasConfigError, AliasError, AliasTable, NumaPolicy, PciRequest, RequestError, Spec,
+};
 pub use store::{Durability, SqliteStore, Store, StoreError};
 pub use sync::{Deferral, Repair, SyncReport};
 pub use tracker::{ClaimedDevice, DeviceFilter, FreeReport, Tracker, TrackerError};

@@ -39,7 +39,15 @@ pub fn pool_value(carried: &str) -> Value {
     }
 }
 
-/// Builds the pool key of a device the way Nova's `_create_pool_keys_from_dev` does.
+/// Tags that never reach a pool key and that request specs' matching skips: Nova's
+/// `PciDeviceStats.ignored_pool_tags` and `ignored_spec_tags`, which are one list in Nova 34
+/// (`ignored_spec_tags = ignored_pool_tags = [...]` then two in-place `+=`). Placement
+/// matches `resource_class` and `traits` (see [`crate::placement`]); `rp_uuid(s)` are
+/// Placement's bookkeeping.
+pub const IGNORED_TAGS: [&str; 4] = ["resource_class", "traits", "rp_uuids", "rp_uuid"];
+
+/// Builds the pool key of a device the way Nova's `_create_pool_keys_from_dev` does (the
+/// [`IGNORED_TAGS`] left out).
 ///
 /// `vendor_id` and `product_id` are given as text (4 lower-case hex digits for real devices)
 /// because pools compare them as text, case-insensitively.
@@ -61,7 +69,9 @@ pub fn pool_key(
     );
     key.insert("dev_type".into(), Value::from(dev_type.as_str()));
     for (k, v) in tags {
-        key.insert(k.clone(), pool_value(v));
+        if !IGNORED_TAGS.contains(&k.as_str()) {
+            key.insert(k.clone(), pool_value(v));
+        }
     }
     // Nova's `_ensure_remote_managed_tag`: `if pool.get('remote_managed') is None`, so a
     // JSON null counts as missing.
@@ -189,10 +199,14 @@ fn failed(index: usize, request: &PciRequest, s: Shortfall) -> PoolError {
 /// nullable strings; see [`crate::request::Spec`]), so: a string matches a pool string
 /// equal to it ignoring case (Python's `str.lower()`), and nothing else: not a pool's
 /// `true` (a device_spec's JSON boolean), not its `numa_node` integer; `None` matches a
-/// pool without the key or with a null value.
+/// pool without the key or with a null value. The [`IGNORED_TAGS`] are skipped (Nova's
+/// `_filter_pools_for_spec`).
 pub fn spec_matches(key: &PoolKey, request: &PciRequest) -> bool {
     request.spec.iter().any(|spec| {
         spec.iter().all(|(k, v)| {
+            if IGNORED_TAGS.contains(&k.as_str()) {
+                return true;
+            }
             let pool = key.get(k).unwrap_or(&Value::Null);
             match TagValue::parse(v) {
                 TagValue::Str(want) => pool.as_str().is_some_and(|p| python::eq_lower(p, want)),
@@ -210,6 +224,33 @@ pub fn spec_matches(key: &PoolKey, request: &PciRequest) -> bool {
 /// as Python's `str(None)`, false).
 fn request_value_is_true(value: Option<&String>) -> bool {
     value.is_some_and(|v| pcitrack_model::tag_value::bool_from_tag(v))
+}
+
+/// The device_spec tag and request key of Nova's live-migration filter (the same key as an
+/// alias's, [`crate::request::SPEC_LIVE_MIGRATABLE`]).
+pub const LIVE_MIGRATABLE: &str = crate::request::SPEC_LIVE_MIGRATABLE;
+
+/// What Nova 34's `_filter_pools_for_live_migratable_devices` keeps for a request: when
+/// every spec says `live_migratable` is exactly `"true"` (the normalised form an alias
+/// gives, `nova/pci/request.py`), only pools whose `live_migratable` is the string
+/// `"true"`; when every spec says exactly `"false"`, only pools whose value is `"false"`
+/// (a pool without the tag is dropped: "we want to exclude the devices that don't have this
+/// value yet"); otherwise (absent, mixed, or another spelling such as a spec's `"True"`)
+/// no filtering. As in Nova, `all()` over a request with no specs is true.
+pub fn live_migratable_wanted(request: &PciRequest) -> Option<&'static str> {
+    let all = |want: &str| {
+        request
+            .spec
+            .iter()
+            .all(|s| s.get(LIVE_MIGRATABLE).is_some_and(|v| v == want))
+    };
+    if all("true") {
+        Some("true")
+    } else if all("false") {
+        Some("false")
+    } else {
+        None
+    }
 }
 
 fn numa_of(key: &PoolKey) -> Option<u32> {
@@ -339,7 +380,8 @@ impl PoolSet {
 
     /// Nova's `_filter_pools`: the pools a request may use, in the order to use them, or the
     /// step that left too few devices. Steps: spec, NUMA affinity, unrequested PFs, unrequested
-    /// vDPA, unrequested remote-managed.
+    /// vDPA, unrequested remote-managed, live_migratable (Nova 34's order; Placement's
+    /// allocation filter, which comes before the last, does not apply to a host agent).
     fn filter(
         &self,
         request: &PciRequest,
@@ -362,18 +404,29 @@ impl PoolSet {
             .filter(|&i| spec_matches(&self.pools[i].key, request))
             .collect();
         let mut ids = check(ids, "spec")?;
-        if let Some(ctx) = numa {
+        // Nova's `_filter_pools_for_numa_cells`: `if not numa_cells: return pools`, so an
+        // instance without NUMA cells has no affinity to honour, whatever the policy.
+        if let Some(ctx) = numa.filter(|c| !c.cells.is_empty()) {
             let policy = request.numa_policy.unwrap_or(NumaPolicy::Legacy);
+            let mut stage = format!("NUMA affinity ({policy})");
             let in_cells =
                 |i: &usize| numa_of(&self.pools[*i].key).is_some_and(|n| ctx.cells.contains(&n));
             let strict: Vec<usize> = ids.iter().copied().filter(in_cells).collect();
             ids = if policy == NumaPolicy::Required || total(&strict) >= need {
                 strict
             } else if policy == NumaPolicy::Socket {
-                let allowed = socket_nodes(ctx);
-                ids.into_iter()
-                    .filter(|&i| numa_of(&self.pools[i].key).is_some_and(|n| allowed.contains(&n)))
-                    .collect()
+                match socket_nodes(ctx) {
+                    Ok(allowed) => ids
+                        .into_iter()
+                        .filter(|&i| {
+                            numa_of(&self.pools[i].key).is_some_and(|n| allowed.contains(&n))
+                        })
+                        .collect(),
+                    Err(unknown) => {
+                        stage = format!("NUMA affinity (socket: {unknown})");
+                        Vec::new()
+                    }
+                }
             } else {
                 let near = |i: &usize| in_cells(i) || numa_of(&self.pools[*i].key).is_none();
                 let legacy: Vec<usize> = ids.iter().copied().filter(near).collect();
@@ -386,7 +439,7 @@ impl PoolSet {
                     all
                 }
             };
-            ids = check(ids, &format!("NUMA affinity ({policy})"))?;
+            ids = check(ids, &stage)?;
         }
         let wants = |t: DevType| {
             request
@@ -418,6 +471,16 @@ impl PoolSet {
                     .is_some_and(pool_value_is_true)
             });
             ids = check(ids, "unrequested remote-managed")?;
+        }
+        if let Some(want) = live_migratable_wanted(request) {
+            ids.retain(|&i| {
+                self.pools[i]
+                    .key
+                    .get(LIVE_MIGRATABLE)
+                    .and_then(Value::as_str)
+                    == Some(want)
+            });
+            ids = check(ids, "live_migratable")?;
         }
         Ok(ids)
     }
@@ -562,9 +625,10 @@ impl PoolSet {
         self.pools.iter().any(|p| spec_matches(&p.key, &probe))
     }
 
-    /// Nova's `_filter_pools_for_socket_affinity` over every pool.
+    /// Nova's `_filter_pools_for_socket_affinity` over every pool (none when the host's
+    /// socket topology is incomplete).
     pub fn socket_filter(&self, ctx: NumaContext<'_>) -> Vec<&Pool> {
-        let allowed = socket_nodes(ctx);
+        let allowed = socket_nodes(ctx).unwrap_or_default();
         self.pools
             .iter()
             .filter(|p| numa_of(&p.key).is_some_and(|n| allowed.contains(&n)))
@@ -572,11 +636,25 @@ impl PoolSet {
     }
 }
 
-/// The host NUMA nodes in the sockets of the instance's cells; none when some host cell has
-/// no socket information.
-fn socket_nodes(ctx: NumaContext<'_>) -> BTreeSet<u32> {
-    if ctx.host_cells.iter().any(|c| c.socket.is_none()) {
-        return BTreeSet::new();
+/// The host NUMA nodes in the sockets of the instance's cells (Nova's
+/// `_filter_pools_for_socket_affinity`), or why there are none to choose from: Nova allows
+/// nothing when some host cell has no socket information (or, with no host cells, when the
+/// topology was not read at all); the reason says so, naming the nodes.
+fn socket_nodes(ctx: NumaContext<'_>) -> Result<BTreeSet<u32>, String> {
+    if ctx.host_cells.is_empty() {
+        return Err("the host's socket topology is unknown (no NUMA nodes were read)".into());
+    }
+    let unknown: Vec<String> = ctx
+        .host_cells
+        .iter()
+        .filter(|c| c.socket.is_none())
+        .map(|c| c.id.to_string())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "the host's socket topology is unknown for NUMA node(s) {}",
+            unknown.join(", ")
+        ));
     }
     let sockets: BTreeSet<u32> = ctx
         .host_cells
@@ -584,11 +662,12 @@ fn socket_nodes(ctx: NumaContext<'_>) -> BTreeSet<u32> {
         .filter(|c| ctx.cells.contains(&c.id))
         .filter_map(|c| c.socket)
         .collect();
-    ctx.host_cells
+    Ok(ctx
+        .host_cells
         .iter()
         .filter(|c| c.socket.is_some_and(|s| sockets.contains(&s)))
         .map(|c| c.id)
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

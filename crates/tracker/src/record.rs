@@ -1,12 +1,17 @@
 //! The tracker's record of a device: what the host and the policies say about it (its
 //! [`Profile`]) and what the tracker has done with it (status, owner, bookkeeping).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use pcitrack_model::tag_value::{TagValue, bool_from_tag};
 use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
 use serde::{Deserialize, Serialize};
 
+use crate::placement;
 use crate::pools::{PoolEntry, PoolKey, pool_key};
+
+/// The device_spec tag that makes a PCI or PF device one-time-use (Nova 2025.1).
+pub const ONE_TIME_USE: &str = "one_time_use";
 
 /// What discovery and the policy chains say about a device. A sync compares profiles to decide
 /// whether a device changed.
@@ -36,6 +41,60 @@ impl Profile {
             "label_{:04x}_{:04x}",
             self.device.vendor_id, self.device.product_id
         )
+    }
+
+    /// A tag's value as Nova's translator reads it with `dev_spec_tags.get(key, "")`: a
+    /// string as it is, a JSON null as absent, any other JSON value as its JSON text (Nova
+    /// would fail on it with a Python error).
+    fn tag_text(&self, key: &str) -> Option<&str> {
+        let carried = self.tags.get(key)?;
+        match TagValue::parse(carried) {
+            TagValue::Str(s) => Some(s),
+            typed if typed.is_none() => None,
+            TagValue::Json(json) => Some(json),
+        }
+    }
+
+    /// The Placement resource class of the device: the device_spec's `resource_class` tag
+    /// normalised, or `CUSTOM_PCI_<VENDOR>_<PRODUCT>` (Nova's `_get_rc_for_dev`).
+    pub fn resource_class(&self) -> String {
+        placement::resource_class(
+            self.tag_text("resource_class"),
+            &format!("{:04x}", self.device.vendor_id),
+            &format!("{:04x}", self.device.product_id),
+        )
+    }
+
+    /// The Placement traits of the device (Nova's `_get_traits_for_dev`, plus
+    /// `HW_PCI_ONE_TIME_USE` for a one-time-use PCI or PF device as `add_parent` adds it): the
+    /// `traits` tag normalised, `COMPUTE_MANAGED_PCI_DEVICE`, and `HW_PCI_LIVE_MIGRATABLE`
+    /// when the `live_migratable` tag reads true (oslo's lenient reading).
+    pub fn traits(&self) -> BTreeSet<String> {
+        let mut traits = placement::normalize_traits(self.tag_text("traits").unwrap_or(""));
+        traits.insert(placement::COMPUTE_MANAGED_PCI_DEVICE.into());
+        if self
+            .tags
+            .get(crate::pools::LIVE_MIGRATABLE)
+            .is_some_and(|v| bool_from_tag(v))
+        {
+            traits.insert(placement::HW_PCI_LIVE_MIGRATABLE.into());
+        }
+        if self.one_time_use() {
+            traits.insert(placement::HW_PCI_ONE_TIME_USE.into());
+        }
+        traits
+    }
+
+    /// Whether the device is one-time-use: a type-PCI or type-PF device whose device_spec
+    /// says `one_time_use` (Nova's `PciResourceProvider.add_parent`, oslo's lenient
+    /// reading). Such a device, once allocated, is reserved until an operator releases it
+    /// ([`TrackedDevice::reserved`]). The devspec policy refuses the tag on other types.
+    pub fn one_time_use(&self) -> bool {
+        matches!(self.device.dev_type, DevType::Pci | DevType::Pf)
+            && self
+                .tags
+                .get(ONE_TIME_USE)
+                .is_some_and(|v| bool_from_tag(v))
     }
 
     /// The pool this device belongs to when free.
@@ -72,6 +131,12 @@ pub struct TrackedDevice {
     /// A change reported while the device was in use, applied when it is freed (Nova's
     /// `stale`).
     pub pending: Option<Profile>,
+    /// A one-time-use device that has been allocated: it stays out of the pools, whatever
+    /// its status, until an operator releases it ([`crate::Tracker::release`]) after wiping
+    /// it. Nova's statuses stay Nova's seven; Nova keeps this as Placement's `reserved`
+    /// inventory of the device's provider (`_handle_one_time_use`).
+    #[serde(default)]
+    pub reserved: bool,
 }
 
 impl TrackedDevice {
@@ -85,6 +150,7 @@ impl TrackedDevice {
             missing_syncs: 0,
             to_be_removed_when_freed: false,
             pending: None,
+            reserved: false,
         }
     }
 

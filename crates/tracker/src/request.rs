@@ -1,16 +1,17 @@
 //! What a workload asks for: Nova's `InstancePCIRequest` (a count and a list of spec dicts) and
 //! the `[pci] alias` definitions that name such specs.
 //!
-//! Alias parsing applies the rules of Nova's jsonschema (same keys, same patterns, `vdpa` not
-//! an allowed `device_type`) with jsonschema's wording, because operators paste these messages
-//! into searches.
+//! Alias parsing applies the rules of Nova 34's jsonschema (same keys, same patterns, `vdpa`
+//! not an allowed `device_type`) and its 2025 table rules, with Nova's and jsonschema's
+//! wording, because operators paste these messages into searches. The configuration parses
+//! the aliases once, when it loads ([`AliasTable::from_config`]), as Nova does at start.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use pcitrack_model::python;
 use pcitrack_model::tag_value::TagValue;
+use pcitrack_model::{oslo, python};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
@@ -200,6 +201,11 @@ pub enum AliasError {
     /// Nova's `PciInvalidAlias`.
     #[error("Invalid PCI alias definition: {0}")]
     Invalid(String),
+    /// One of Nova's rules over the whole alias table (`nova/pci/request.py`
+    /// `_validate_multispec`, `_validate_required_ids`); Nova raises these messages without
+    /// the "Invalid PCI alias definition" prefix, and so does pcitrack.
+    #[error("{0}")]
+    Table(String),
     /// Nova's `PciRequestAliasNotDefined`.
     #[error("PCI alias {0} is not defined")]
     NotDefined(String),
@@ -213,7 +219,26 @@ pub enum AliasError {
     },
 }
 
+/// The spec key of an alias's `resource_class` (Nova 2023.1, `nova/pci/request.py`
+/// `_ALIAS_SCHEMA`), kept as written: Nova's `request_spec` normalises it only when it builds
+/// Placement request groups, and the pools ignore it (`nova/pci/stats.py`
+/// `ignored_spec_tags`).
+pub const SPEC_RESOURCE_CLASS: &str = "resource_class";
+/// The spec key of an alias's `traits` (Nova 2023.1): a comma list, kept as written, ignored
+/// by the pools like [`SPEC_RESOURCE_CLASS`].
+pub const SPEC_TRAITS: &str = "traits";
+/// The spec key of an alias's `live_migratable` (Nova 2025.1): `"true"` or `"false"`, the
+/// alias's value read with oslo's strict boolean (`get_alias_from_config`); Nova's stats
+/// filter pools on it (`_filter_pools_for_live_migratable_devices`).
+pub const SPEC_LIVE_MIGRATABLE: &str = "live_migratable";
+
 /// One alias: its NUMA policy and the specs it ORs.
+///
+/// A spec holds what Nova 34 keeps of an alias entry (`nova/pci/request.py`
+/// `get_alias_from_config`): `vendor_id`, `product_id`, `capability_type`, `dev_type` (the
+/// entry's `device_type`), [`SPEC_RESOURCE_CLASS`] and [`SPEC_TRAITS`] as written, and
+/// [`SPEC_LIVE_MIGRATABLE`] normalised to `"true"`/`"false"`; `name` and `numa_policy` are
+/// taken out of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alias {
     /// The policy (legacy when not given).
@@ -229,155 +254,281 @@ pub struct AliasTable {
     pub aliases: BTreeMap<String, Alias>,
 }
 
-const ALIAS_KEYS: [&str; 6] = [
+/// A `[pci] alias` option refused, naming the entry that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("alias[{entry}] {text}: {error}")]
+pub struct AliasConfigError {
+    /// The entry's index in the option's list (0-based, as in TOML's `alias[0]`). For a rule
+    /// over the whole table, the first entry that breaks it.
+    pub entry: usize,
+    /// The entry as written.
+    pub text: String,
+    /// Nova's error (its message is Nova's, word for word, see [`AliasTable::from_config`]).
+    pub error: AliasError,
+}
+
+/// Every key of Nova 34's `_ALIAS_SCHEMA` (`nova/pci/request.py`).
+const ALIAS_KEYS: [&str; 9] = [
     "name",
     "capability_type",
     "product_id",
     "vendor_id",
     "device_type",
     "numa_policy",
+    SPEC_RESOURCE_CLASS,
+    SPEC_TRAITS,
+    SPEC_LIVE_MIGRATABLE,
 ];
+/// `nova/pci/utils.py` `PCI_VENDOR_PATTERN`, as jsonschema prints it.
 const HEX4_PATTERN: &str = r"^([\\da-fA-F]{4})$";
 
+/// Python's `repr()` of a JSON-decoded value, as jsonschema's messages print it (`True`,
+/// `None`, `'text'`, `{'a': [1]}`).
 fn py_repr(v: &Value) -> String {
     match v {
-        Value::String(s) => format!("'{s}'"),
-        other => other.to_string(),
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => python::str_repr(s),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(py_repr).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(o) => {
+            let items: Vec<String> = o
+                .iter()
+                .map(|(k, v)| format!("{}: {}", python::str_repr(k), py_repr(v)))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
     }
 }
 
-fn check_string<'a>(key: &str, v: &'a Value) -> Result<&'a str, AliasError> {
-    v.as_str().ok_or_else(|| {
-        AliasError::Invalid(format!("{} is not of type 'string' ({key})", py_repr(v)))
-    })
+/// jsonschema's `enum` message.
+fn not_one_of(v: &Value, allowed: &[&str]) -> String {
+    let list: Vec<String> = allowed.iter().map(|a| python::str_repr(a)).collect();
+    format!("{} is not one of [{}]", py_repr(v), list.join(", "))
 }
 
-fn check_enum(key: &str, v: &Value, allowed: &[&str]) -> Result<String, AliasError> {
-    let s = check_string(key, v)?;
-    if allowed.contains(&s) {
-        Ok(s.to_string())
-    } else {
-        let list: Vec<String> = allowed.iter().map(|a| format!("'{a}'")).collect();
-        Err(AliasError::Invalid(format!(
-            "'{s}' is not one of [{}]",
-            list.join(", ")
-        )))
+/// The first error jsonschema finds for one property of `_ALIAS_SCHEMA` (`type` first, then
+/// the property's other keywords), or `None`.
+fn property_error(key: &str, v: &Value) -> Option<String> {
+    let Some(s) = v.as_str() else {
+        return Some(format!("{} is not of type 'string'", py_repr(v)));
+    };
+    match key {
+        // jsonschema 4.26's wording for minLength 1 (older releases said "is too short").
+        "name" if s.is_empty() => Some(format!("{} should be non-empty", py_repr(v))),
+        "name" if s.chars().count() > 256 => Some(format!("{} is too long", py_repr(v))),
+        "capability_type" if s != "pci" => Some(not_one_of(v, &["pci"])),
+        "product_id" | "vendor_id" if !is_pci_id(s) => {
+            Some(format!("{} does not match '{HEX4_PATTERN}'", py_repr(v)))
+        }
+        "device_type" if !["type-PCI", "type-PF", "type-VF"].contains(&s) => {
+            Some(not_one_of(v, &["type-PCI", "type-PF", "type-VF"]))
+        }
+        "numa_policy" if s.parse::<NumaPolicy>().is_err() => {
+            let all = NumaPolicy::ALL.map(NumaPolicy::as_str);
+            Some(not_one_of(v, &all))
+        }
+        _ => None,
     }
 }
 
-fn check_hex4(key: &str, v: &Value) -> Result<String, AliasError> {
-    let s = check_string(key, v)?;
-    if s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(s.to_string())
-    } else {
-        Err(AliasError::Invalid(format!(
-            "'{s}' does not match '{HEX4_PATTERN}'"
-        )))
+/// Python's `re.search(r'^([\da-fA-F]{4})$', s)`: four hex digits, and `$` also matches
+/// before a final newline. (Python's `\d` would also take other scripts' decimal digits, which
+/// no PCI id is made of; pcitrack refuses them.)
+fn is_pci_id(s: &str) -> bool {
+    let s = s.strip_suffix('\n').unwrap_or(s);
+    s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// One entry through Nova's `_ALIAS_SCHEMA` and the per-entry part of
+/// `get_alias_from_config`: the stripped name, the NUMA policy, the spec.
+///
+/// Which error jsonschema reports when there are several follows its `best_match` (4.26):
+/// an error about the whole object (`additionalProperties`, then `required`) before one about
+/// a property, and among properties the one whose name sorts last.
+fn parse_entry(text: &str) -> Result<(String, NumaPolicy, Spec), AliasError> {
+    let invalid = AliasError::Invalid;
+    let value: Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    let Value::Object(obj) = &value else {
+        return Err(invalid(format!(
+            "{} is not of type 'object'",
+            py_repr(&value)
+        )));
+    };
+    // serde_json's map iterates in key order, which is the order jsonschema sorts them in.
+    let unexpected: Vec<String> = obj
+        .keys()
+        .filter(|k| !ALIAS_KEYS.contains(&k.as_str()))
+        .map(|k| python::str_repr(k))
+        .collect();
+    if !unexpected.is_empty() {
+        let verb = if unexpected.len() == 1 { "was" } else { "were" };
+        return Err(invalid(format!(
+            "Additional properties are not allowed ({} {verb} unexpected)",
+            unexpected.join(", ")
+        )));
     }
+    if !obj.contains_key("name") {
+        return Err(invalid("'name' is a required property".into()));
+    }
+    if let Some(e) = obj.iter().rev().find_map(|(k, v)| property_error(k, v)) {
+        return Err(invalid(e));
+    }
+    let mut name = "";
+    let mut policy = NumaPolicy::Legacy;
+    let mut spec = Spec::new();
+    for (key, v) in obj {
+        // Every value is a string: the schema checks above passed.
+        let s = v.as_str().unwrap_or_default();
+        match key.as_str() {
+            "name" => name = s,
+            "numa_policy" => policy = s.parse()?,
+            "device_type" => {
+                spec.insert("dev_type".into(), s.into());
+            }
+            SPEC_LIVE_MIGRATABLE => {
+                let b = oslo::bool_from_string_strict(s).map_err(|e| invalid(e.to_string()))?;
+                spec.insert(key.clone(), if b { "true" } else { "false" }.into());
+            }
+            _ => {
+                spec.insert(key.clone(), TagValue::Str(s).carried().into_owned());
+            }
+        }
+    }
+    // Nova: `spec.pop('name').strip()` (Python's white space).
+    Ok((python::strip(name).to_string(), policy, spec))
 }
 
 impl AliasTable {
-    /// Parses every `[pci] alias` entry (each a JSON object) the way Nova's
-    /// `_get_alias_from_config` does: schema checks, `device_type` renamed to `dev_type`,
-    /// `numa_policy` defaulting to legacy, and same-name aliases ORed when their policy and
-    /// device type agree.
+    /// [`AliasTable::from_config`] with `[filter_scheduler] pci_in_placement` off, without the
+    /// entry's position.
     ///
     /// # Errors
     ///
-    /// [`AliasError::Invalid`] with Nova's message for an entry that is not JSON, fails the
-    /// schema, or disagrees with a same-name alias on device type or NUMA policy.
+    /// As [`AliasTable::from_config`].
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, AliasError> {
+        Self::from_config(entries, false).map_err(|e| e.error)
+    }
+
+    /// Parses and validates every `[pci] alias` entry (each a JSON object) as Nova 34's
+    /// `get_alias_from_config` does when nova-api and nova-compute start
+    /// (`nova/pci/request.py`): the `_ALIAS_SCHEMA` checks, `device_type` renamed to
+    /// `dev_type`, `numa_policy` defaulting to legacy, `live_migratable` read with oslo's strict
+    /// boolean, same-name aliases ORed when their NUMA policy and device type agree; then
+    /// `_validate_aliases`: with `pci_in_placement` (Nova's `[filter_scheduler]
+    /// pci_in_placement`) an alias may have only one spec (`_validate_multispec`, bug
+    /// 2102038), and every spec needs `vendor_id` and `product_id`, or `resource_class` when
+    /// `pci_in_placement` is on (`_validate_required_ids`, bug 2111440).
+    ///
+    /// # Errors
+    ///
+    /// [`AliasConfigError`] naming the entry, holding [`AliasError::Invalid`] with Nova's
+    /// message for an entry that is not JSON (serde_json's wording there), fails the schema,
+    /// has a bad `live_migratable`, or disagrees with a same-name alias on device type or NUMA
+    /// policy; [`AliasError::Table`] with Nova's message for the two table rules.
+    pub fn from_config<S: AsRef<str>>(
+        entries: &[S],
+        pci_in_placement: bool,
+    ) -> Result<Self, AliasConfigError> {
         let mut table = AliasTable::default();
-        for entry in entries {
-            let value: Value = serde_json::from_str(entry.as_ref())
-                .map_err(|e| AliasError::Invalid(e.to_string()))?;
-            let Value::Object(obj) = value else {
-                return Err(AliasError::Invalid(format!(
-                    "{value} is not of type 'object'"
-                )));
+        // Names in Nova's dict order (first definition), with the entry of each spec.
+        let mut order: Vec<(String, Vec<usize>)> = Vec::new();
+        let at = |entry: usize, error: AliasError| AliasConfigError {
+            entry,
+            text: entries[entry].as_ref().to_string(),
+            error,
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let (name, policy, spec) = parse_entry(entry.as_ref()).map_err(|e| at(i, e))?;
+            let Some(existing) = table.aliases.get_mut(&name) else {
+                order.push((name.clone(), vec![i]));
+                table.aliases.insert(
+                    name,
+                    Alias {
+                        numa_policy: policy,
+                        specs: vec![spec],
+                    },
+                );
+                continue;
             };
-            let unexpected: Vec<String> = obj
-                .keys()
-                .filter(|k| !ALIAS_KEYS.contains(&k.as_str()))
-                .map(|k| format!("'{k}'"))
-                .collect();
-            if !unexpected.is_empty() {
-                let verb = if unexpected.len() == 1 { "was" } else { "were" };
-                return Err(AliasError::Invalid(format!(
-                    "Additional properties are not allowed ({} {verb} unexpected)",
-                    unexpected.join(", ")
-                )));
+            if existing.numa_policy != policy {
+                return Err(at(
+                    i,
+                    AliasError::Invalid(format!("NUMA policy mismatch for alias '{name}'")),
+                ));
             }
-            let name = obj
-                .get("name")
-                .ok_or_else(|| AliasError::Invalid("'name' is a required property".into()))?;
-            let name = check_string("name", name)?;
-            if name.is_empty() {
-                return Err(AliasError::Invalid("'' is too short".into()));
-            }
-            if name.chars().count() > 256 {
-                return Err(AliasError::Invalid(format!("'{name}' is too long")));
-            }
-            let mut spec = Spec::new();
-            let mut policy = NumaPolicy::Legacy;
-            for (key, v) in &obj {
-                match key.as_str() {
-                    "name" => {}
-                    "capability_type" => {
-                        spec.insert(key.clone(), check_enum(key, v, &["pci"])?);
-                    }
-                    "product_id" | "vendor_id" => {
-                        spec.insert(key.clone(), check_hex4(key, v)?);
-                    }
-                    "device_type" => {
-                        let t = check_enum(key, v, &["type-PCI", "type-PF", "type-VF"])?;
-                        spec.insert("dev_type".into(), t);
-                    }
-                    "numa_policy" => {
-                        policy = check_string(key, v)?.parse()?;
-                    }
-                    _ => unreachable!("unexpected keys were refused above"),
+            // Nova compares spec['dev_type'] and fails with a bare KeyError ("'dev_type'") when
+            // an alias defined twice lacks it; keep that text first, then explain it.
+            match (existing.specs[0].get("dev_type"), spec.get("dev_type")) {
+                (Some(a), Some(b)) if a == b => {}
+                (Some(_), Some(_)) => {
+                    return Err(at(
+                        i,
+                        AliasError::Invalid(format!("Device type mismatch for alias '{name}'")),
+                    ));
+                }
+                _ => {
+                    return Err(at(
+                        i,
+                        AliasError::Invalid(format!(
+                            "'dev_type': alias '{name}' is defined more than once, so every \
+                             definition must set device_type"
+                        )),
+                    ));
                 }
             }
-            // Nova: `spec.pop('name').strip()` (Python's white space).
-            let name = python::strip(name).to_string();
-            match table.aliases.get_mut(&name) {
-                None => {
-                    table.aliases.insert(
-                        name,
-                        Alias {
-                            numa_policy: policy,
-                            specs: vec![spec],
-                        },
-                    );
-                }
-                Some(existing) => {
-                    if existing.numa_policy != policy {
-                        return Err(AliasError::Invalid(format!(
-                            "NUMA policy mismatch for alias '{name}'"
-                        )));
-                    }
-                    // Nova compares spec['dev_type'] and fails with a bare KeyError when an
-                    // alias defined twice lacks it; keep the key in the message, explain it.
-                    let first = existing.specs[0].get("dev_type");
-                    let this = spec.get("dev_type");
-                    match (first, this) {
-                        (Some(a), Some(b)) if a == b => {}
-                        (Some(_), Some(_)) => {
-                            return Err(AliasError::Invalid(format!(
-                                "Device type mismatch for alias '{name}'"
-                            )));
-                        }
-                        _ => {
-                            return Err(AliasError::Invalid(format!(
-                                "'dev_type': alias '{name}' is defined more than once, so every \
-                                 definition must set device_type"
-                            )));
-                        }
-                    }
-                    existing.specs.push(spec);
+            existing.specs.push(spec);
+            if let Some((_, seen)) = order.iter_mut().find(|(n, _)| *n == name) {
+                seen.push(i);
+            }
+        }
+        if pci_in_placement {
+            let multi: Vec<&(String, Vec<usize>)> =
+                order.iter().filter(|(_, seen)| seen.len() > 1).collect();
+            if let Some((_, seen)) = multi.first() {
+                let names: Vec<&str> = multi.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(at(
+                    seen[1],
+                    AliasError::Table(format!(
+                        "The PCI alias(es) {} have multiple specs but \
+                         [filter_scheduler]pci_in_placement is True. The PCI in Placement \
+                         feature only supports one spec per alias. You can assign the same \
+                         resource_class to multiple [pci]device_spec matchers to allow using \
+                         different devices for the same alias.",
+                        names.join(",")
+                    )),
+                ));
+            }
+        }
+        let mut lacking: BTreeMap<&str, usize> = BTreeMap::new();
+        for (name, seen) in &order {
+            for (spec, &entry) in table.aliases[name].specs.iter().zip(seen) {
+                let ids = spec.contains_key("vendor_id") && spec.contains_key("product_id");
+                let rc = pci_in_placement && spec.contains_key(SPEC_RESOURCE_CLASS);
+                if !ids && !rc {
+                    let first = lacking.entry(name.as_str()).or_insert(entry);
+                    *first = (*first).min(entry);
                 }
             }
+        }
+        if let Some(&entry) = lacking.values().min() {
+            let names: Vec<&str> = lacking.keys().copied().collect();
+            let needs = if pci_in_placement {
+                "fields set or resource_class field set."
+            } else {
+                "fields set."
+            };
+            return Err(at(
+                entry,
+                AliasError::Table(format!(
+                    "The PCI alias(es) {} does not have vendor_id and product_id {needs}",
+                    names.join(",")
+                )),
+            ));
         }
         Ok(table)
     }

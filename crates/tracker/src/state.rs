@@ -45,6 +45,8 @@ struct Slot {
     key: usize,
     entry: crate::pools::PoolEntry,
     free: bool,
+    /// Reserved (one-time-use, used) and otherwise free: what `pools` reports as reserved.
+    reserved: bool,
 }
 
 impl State {
@@ -120,6 +122,7 @@ impl State {
                 key,
                 entry: d.pool_entry(),
                 free: Self::is_free(&d),
+                reserved: d.reserved && Self::is_free_but_reserved(&d),
             },
         );
         self.devices.insert(a, d);
@@ -132,9 +135,14 @@ impl State {
         self.slots.remove(&a);
     }
 
-    /// Free devices: available, and reported by the last sync (a device kept by a cleanup
-    /// policy while missing is not handed out).
+    /// Free devices: available, reported by the last sync (a device kept by a cleanup
+    /// policy while missing is not handed out), and not reserved (a used one-time-use device
+    /// waits for an operator's release).
     pub(crate) fn is_free(d: &TrackedDevice) -> bool {
+        Self::is_free_but_reserved(d) && !d.reserved
+    }
+
+    fn is_free_but_reserved(d: &TrackedDevice) -> bool {
         d.status == DeviceStatus::Available && d.missing_syncs == 0
     }
 
@@ -144,6 +152,19 @@ impl State {
             self.slots
                 .values()
                 .filter(|s| s.free)
+                .map(|s| (s.key, s.entry.clone())),
+        )
+    }
+
+    /// The reserved devices that would otherwise be free, pooled by their keys: what Nova
+    /// reports to Placement as a provider's `reserved` inventory. Never used to satisfy a
+    /// request.
+    pub(crate) fn reserved_pools(&self) -> PoolSet {
+        PoolSet::from_interned(
+            &self.keys,
+            self.slots
+                .values()
+                .filter(|s| s.reserved)
                 .map(|s| (s.key, s.entry.clone())),
         )
     }

@@ -6,7 +6,7 @@
 //! decides, writes the rows that changed ([`Store::apply`]) and commits, or rolls back having
 //! written nothing.
 //!
-//! # Schema (version 1)
+//! # Schema (version 2)
 //!
 //! ```text
 //! pci_devices: one row per tracked PCI device (column names follow Nova's pci_devices table)
@@ -32,7 +32,11 @@
 //!                                                  (absent keys: empty, false or null)
 //!   missing_syncs            INTEGER NOT NULL      consecutive syncs that did not report it as assignable
 //!   to_be_removed_when_freed INTEGER NOT NULL      1: unreported while in use; deleted when freed
+//!   reserved                 INTEGER NOT NULL      1: a one-time-use device that has been allocated;
+//!                                                  out of the pools until released (version 2)
 //!   created_at, updated_at   TEXT NOT NULL         UTC, ISO 8601 (one timestamp per transaction)
+//! Version 2 added `reserved` (`ALTER TABLE ... ADD COLUMN`, default 0): a version-1 file
+//! migrates in place when opened, with nothing reserved.
 //! No secondary indexes: the tracker reads the whole table into memory, and a few thousand rows
 //! scan instantly for ad-hoc queries. PRAGMA user_version holds the schema version. The file
 //! is in WAL mode with synchronous=FULL; other writers (sqlite3, scripts) should set a busy
@@ -55,10 +59,11 @@ use crate::record::{Profile, TrackedDevice};
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE pci_devices (
     id INTEGER PRIMARY KEY,
     address TEXT NOT NULL UNIQUE,
@@ -79,7 +84,11 @@ CREATE TABLE pci_devices (
     updated_at TEXT NOT NULL,
     CHECK (status NOT IN ('claimed', 'allocated') OR instance_uuid IS NOT NULL)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE pci_devices ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved IN (0, 1));
+"#,
+];
 
 /// A persistence failure, naming the store and what it was doing.
 #[derive(Debug, Error)]
@@ -123,8 +132,8 @@ pub struct ChangeSet<'a> {
     /// Rows to insert or replace whole (by address).
     pub upserts: Vec<&'a TrackedDevice>,
     /// Existing rows whose profile and pending change are unchanged: only the bookkeeping
-    /// columns (status, instance_uuid, request_id, missing_syncs, to_be_removed_when_freed)
-    /// are written. Claims and frees produce these; it spares re-encoding `extra_info`.
+    /// columns (status, instance_uuid, request_id, missing_syncs, to_be_removed_when_freed,
+    /// reserved) are written. Claims and frees produce these; it spares re-encoding `extra_info`.
     pub bookkeeping: Vec<&'a TrackedDevice>,
     /// Rows to delete.
     pub deletes: Vec<PciAddress>,
@@ -446,6 +455,7 @@ impl SqliteStore {
         let extra: String = row.get(9).map_err(sql)?;
         let missing_syncs: i64 = row.get(10).map_err(sql)?;
         let to_be_removed: bool = row.get(11).map_err(sql)?;
+        let reserved: bool = row.get(12).map_err(sql)?;
         let extra: ExtraInfo = serde_json::from_str(&extra)
             .map_err(|e| corrupt(format!("extra_info is not valid: {e}")))?;
         // The record's own fields come from the columns (what operators see and may edit).
@@ -475,6 +485,7 @@ impl SqliteStore {
             missing_syncs: u32::try_from(missing_syncs).unwrap_or(0),
             to_be_removed_when_freed: to_be_removed,
             pending: extra.pending,
+            reserved,
         })
     }
 }
@@ -506,7 +517,7 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "SELECT address, vendor_id, product_id, dev_type, parent_addr, status, \
                  instance_uuid, request_id, numa_node, extra_info, missing_syncs, \
-                 to_be_removed_when_freed FROM pci_devices",
+                 to_be_removed_when_freed, reserved FROM pci_devices",
             )
             .map_err(|e| self.err("reading pci_devices", e))?;
         let mut rows = stmt
@@ -546,8 +557,8 @@ impl Store for SqliteStore {
                 .conn
                 .prepare_cached(
                     "UPDATE pci_devices SET status = ?1, instance_uuid = ?2, request_id = ?3, \
-                     missing_syncs = ?4, to_be_removed_when_freed = ?5, updated_at = ?6 \
-                     WHERE address = ?7",
+                     missing_syncs = ?4, to_be_removed_when_freed = ?5, updated_at = ?6, \
+                     reserved = ?8 WHERE address = ?7",
                 )
                 .map_err(|e| self.err("preparing an update", e))?;
             for t in &changes.bookkeeping {
@@ -561,6 +572,7 @@ impl Store for SqliteStore {
                         t.to_be_removed_when_freed,
                         now,
                         a.to_string(),
+                        t.reserved,
                     ])
                     .map_err(|e| self.err(&format!("updating {a}"), e))?;
                 if n != 1 {
@@ -577,8 +589,8 @@ impl Store for SqliteStore {
             .prepare_cached(
                 "INSERT INTO pci_devices (address, vendor_id, product_id, dev_type, parent_addr, \
                  status, instance_uuid, request_id, numa_node, label, extra_info, missing_syncs, \
-                 to_be_removed_when_freed, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14) \
+                 to_be_removed_when_freed, created_at, updated_at, reserved) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15) \
                  ON CONFLICT (address) DO UPDATE SET vendor_id = excluded.vendor_id, \
                  product_id = excluded.product_id, dev_type = excluded.dev_type, \
                  parent_addr = excluded.parent_addr, status = excluded.status, \
@@ -586,7 +598,7 @@ impl Store for SqliteStore {
                  numa_node = excluded.numa_node, label = excluded.label, \
                  extra_info = excluded.extra_info, missing_syncs = excluded.missing_syncs, \
                  to_be_removed_when_freed = excluded.to_be_removed_when_freed, \
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, reserved = excluded.reserved",
             )
             .map_err(|e| self.err("preparing an upsert", e))?;
         for t in &changes.upserts {
@@ -616,6 +628,7 @@ impl Store for SqliteStore {
                 t.missing_syncs,
                 t.to_be_removed_when_freed,
                 now,
+                t.reserved,
             ])
             .map_err(|e| self.err(&format!("writing {}", d.address), e))?;
         }
@@ -658,4 +671,43 @@ pub fn schema_version(path: impl AsRef<Path>) -> Result<Option<i64>, StoreError>
             what: "reading user_version".into(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_file_migrates_with_nothing_reserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(
+                "PRAGMA user_version = 1; INSERT INTO pci_devices (address, vendor_id, \
+                 product_id, dev_type, status, label, created_at, updated_at) VALUES \
+                 ('0000:3b:00.0', '8086', '1572', 'type-PF', 'available', 'label_8086_1572', \
+                 'now', 'now');",
+            )
+            .unwrap();
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(schema_version(&path).unwrap(), Some(SCHEMA_VERSION));
+        let rows = store.load_all().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(!rows[0].reserved);
+        // The flag round-trips through both write paths.
+        let mut d = rows[0].clone();
+        d.reserved = true;
+        store.begin_write().unwrap();
+        store
+            .apply(&ChangeSet {
+                bookkeeping: vec![&d],
+                ..Default::default()
+            })
+            .unwrap();
+        store.commit().unwrap();
+        assert!(store.load_all().unwrap()[0].reserved);
+    }
 }

@@ -50,6 +50,10 @@ pub struct SyncReport {
     pub deferred: Vec<(PciAddress, Deferral)>,
 }
 
+/// Why an unreported reserved device is kept.
+pub const RESERVED_KEPT: &str =
+    "reserved one-time-use device: kept until released (pcitrack release ADDRESS)";
+
 /// The `parent_ifname` of a child with a network interface: its PF's interface.
 fn parent_ifnames(assessed: &[Assessment]) -> HashMap<PciAddress, String> {
     let ifnames: HashMap<PciAddress, &str> = assessed
@@ -215,6 +219,16 @@ pub(crate) fn sync_in(
                         report.deferred.push((v.address, Deferral::RemoveWhenFreed));
                     }
                 }
+                work.put(d);
+                continue;
+            }
+            if d.reserved && verdict == CleanupVerdict::Delete {
+                // A reserved device is never deleted, whatever the cleanup chain says (the
+                // reservation would go with the row, and a device that came back would be
+                // handed out unwiped): kept until an operator releases it.
+                let reason = RESERVED_KEPT.to_string();
+                tracing::warn!(address = %v.address, %reason, "unreported device kept");
+                report.kept.push((v.address, reason));
                 work.put(d);
                 continue;
             }

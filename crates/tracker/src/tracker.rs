@@ -5,38 +5,102 @@
 //! rows that changed, commit. A refusal rolls back having written nothing, and an operation
 //! that changes nothing writes nothing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use pcitrack_model::tag_value::bool_from_tag;
 use pcitrack_model::{Assessment, DevType, DeviceStatus, PciAddress};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::cleanup::CleanupPolicy;
 use crate::device_state::{Outcome, TransitionError};
-use crate::pools::{NumaContext, PoolError, PoolSet};
+use crate::pools::{NumaContext, PoolError, PoolSet, pool_value};
 use crate::record::TrackedDevice;
 use crate::request::PciRequest;
 use crate::state::{State, Work};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::sync::{SyncReport, sync_in};
 
-/// A device a claim reserved.
+/// A device a claim reserved: what a consumer needs to attach it (Nova's libvirt driver
+/// reads the same fields from the `PciDevice`: address, type, ids, NUMA node, `managed`,
+/// `parent_ifname`), and which request it serves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimedDevice {
     /// The device.
     pub address: PciAddress,
     /// Which request (index into the claim's requests) it serves.
     pub request_index: usize,
-    /// That request's id, recorded on the device.
+    /// That request's id, recorded on the device (Nova's `request_id`).
     pub request_id: Option<String>,
+    /// The alias the request came from, if any.
+    #[serde(default)]
+    pub alias_name: Option<String>,
     /// Its type.
     pub dev_type: DevType,
-    /// PCI vendor id.
-    pub vendor_id: u16,
-    /// PCI device id.
-    pub product_id: u16,
+    /// PCI vendor id, 4 lower-case hex digits as everywhere else (`8086`).
+    pub vendor_id: String,
+    /// PCI device id, 4 lower-case hex digits.
+    pub product_id: String,
+    /// Its PF, for a VF or vDPA device.
+    #[serde(default)]
+    pub parent_addr: Option<PciAddress>,
     /// Its NUMA node.
     pub numa_node: Option<u32>,
+    /// Its IOMMU group, when the host has an IOMMU.
+    #[serde(default)]
+    pub iommu_group: Option<u32>,
+    /// The host driver bound when it was last discovered.
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Nova's normalised `managed` device_spec tag, `"true"` or `"false"`: `"false"` means the
+    /// consumer must not unbind the host driver (libvirt `managed='no'`). Without the tag
+    /// Nova assumes `"true"` (`nova/virt/libvirt/driver.py` `_get_guest_pci_device`:
+    /// `extra_info.get('managed', 'true')`), and so does this.
+    pub managed: String,
+    /// For a VF or vDPA device with a network interface: its PF's interface.
+    #[serde(default)]
+    pub parent_ifname: Option<String>,
+    /// Its index among its PF's VFs.
+    #[serde(default)]
+    pub vf_index: Option<u16>,
+    /// Its tags, each with the JSON type the device_spec gave it.
+    #[serde(default)]
+    pub tags: BTreeMap<String, serde_json::Value>,
+}
+
+impl ClaimedDevice {
+    /// The answer for device `d`, claimed for request `index`.
+    fn of(d: &TrackedDevice, index: usize, request: &PciRequest) -> Self {
+        let dev = &d.profile.device;
+        let managed = d
+            .profile
+            .tags
+            .get("managed")
+            .is_none_or(|v| bool_from_tag(v));
+        ClaimedDevice {
+            address: dev.address,
+            request_index: index,
+            request_id: d.request_id.clone(),
+            alias_name: request.alias_name.clone(),
+            dev_type: dev.dev_type,
+            vendor_id: format!("{:04x}", dev.vendor_id),
+            product_id: format!("{:04x}", dev.product_id),
+            parent_addr: dev.parent_addr,
+            numa_node: dev.numa_node,
+            iommu_group: dev.iommu_group,
+            driver: dev.driver.clone(),
+            managed: if managed { "true" } else { "false" }.to_string(),
+            parent_ifname: d.profile.parent_ifname.clone(),
+            vf_index: dev.vf_index,
+            tags: d
+                .profile
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), pool_value(v)))
+                .collect(),
+        }
+    }
 }
 
 /// What a free did.
@@ -90,6 +154,30 @@ pub enum TrackerError {
     NotTracked {
         /// The address.
         address: PciAddress,
+    },
+    /// [`Tracker::release`] of a device that is not reserved.
+    #[error(
+        "PCI device {address} is not reserved (only a one-time-use device that has been \
+         allocated is; it is {status})"
+    )]
+    NotReserved {
+        /// The device.
+        address: PciAddress,
+        /// Its status.
+        status: DeviceStatus,
+    },
+    /// [`Tracker::release`] of a reserved device an instance still holds.
+    #[error(
+        "PCI device {address} is reserved but still {status} by instance {instance}; free it \
+         before releasing it"
+    )]
+    ReleaseInUse {
+        /// The device.
+        address: PciAddress,
+        /// Its status (claimed or allocated).
+        status: DeviceStatus,
+        /// The holder.
+        instance: String,
     },
 }
 
@@ -220,6 +308,52 @@ impl<S: Store> Tracker<S> {
         Ok(self.fresh()?.pools())
     }
 
+    /// The reserved devices (one-time-use devices allocated once and not yet released) that
+    /// are otherwise free, pooled by their keys; they never satisfy a request.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Store`] when the database cannot be read.
+    pub fn reserved_pools(&mut self) -> Result<PoolSet, TrackerError> {
+        Ok(self.fresh()?.reserved_pools())
+    }
+
+    /// Releases a reserved device: an operator says a used one-time-use device has been
+    /// wiped, and it returns to the pools (when available and reported). Nova leaves this to
+    /// whoever resets the Placement provider's `reserved` inventory; pcitrack keeps the
+    /// reservation itself, so releasing is this call. Returns the device as released.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::NotTracked`] for an unknown address, [`TrackerError::NotReserved`]
+    /// when the device is not reserved, [`TrackerError::ReleaseInUse`] while an instance
+    /// still holds it, [`TrackerError::Store`]; nothing is written then.
+    pub fn release(&mut self, address: PciAddress) -> Result<TrackedDevice, TrackerError> {
+        self.write(|work| {
+            let mut d = work
+                .get(address)
+                .ok_or(TrackerError::NotTracked { address })?
+                .clone();
+            if !d.reserved {
+                return Err(TrackerError::NotReserved {
+                    address,
+                    status: d.status,
+                });
+            }
+            if d.status.is_in_use() {
+                return Err(TrackerError::ReleaseInUse {
+                    address,
+                    status: d.status,
+                    instance: d.instance_uuid.clone().unwrap_or_else(|| "None".into()),
+                });
+            }
+            d.reserved = false;
+            tracing::info!(address = %address, "released a reserved one-time-use device");
+            work.put(d.clone());
+            Ok(d)
+        })
+    }
+
     /// Whether the free devices could meet each request (Nova's `support_requests`).
     ///
     /// # Errors
@@ -266,6 +400,12 @@ impl<S: Store> Tracker<S> {
     /// chosen as Nova's `consume_requests` does, then each goes through the state machine
     /// with its relatives.
     ///
+    /// `numa` is the instance's NUMA context, as Nova's `_claim_instance` passes the
+    /// instance's NUMA cells to `consume_requests`: each request's `numa_policy` (legacy when
+    /// unset) then decides which pools it may use; without cells, NUMA is not considered.
+    /// Each device records its request's `request_id` (the caller generates one per request,
+    /// as Nova's `InstancePCIRequest` does).
+    ///
     /// # Errors
     ///
     /// [`TrackerError::NoDevices`] naming the request the free pools cannot meet;
@@ -302,17 +442,20 @@ impl<S: Store> Tracker<S> {
                     work.store_family(family, &members);
                     let mut d = work.get(a).expect("in the family").clone();
                     d.request_id = requests[ri].request_id.clone();
-                    let dev = &d.profile.device;
-                    out.push(ClaimedDevice {
-                        address: a,
-                        request_index: ri,
-                        request_id: d.request_id.clone(),
-                        dev_type: dev.dev_type,
-                        vendor_id: dev.vendor_id,
-                        product_id: dev.product_id,
-                        numa_node: dev.numa_node,
-                    });
+                    out.push(ClaimedDevice::of(&d, ri, &requests[ri]));
                     work.put(d);
+                }
+            }
+            // Nova's `_claim_instance` warns the same way: the instance has a NUMA topology
+            // and a device without NUMA information serves it.
+            if numa.is_some_and(|c| !c.cells.is_empty()) {
+                for c in out.iter().filter(|c| c.numa_node.is_none()) {
+                    tracing::warn!(
+                        device = %c.address,
+                        instance,
+                        "assigning a PCI device without NUMA affinity to an instance with a \
+                         NUMA topology"
+                    );
                 }
             }
             Ok(out)
@@ -341,6 +484,7 @@ impl<S: Store> Tracker<S> {
                         source,
                     })?;
                 work.store_family(family, &members);
+                reserve_if_one_time_use(work, a);
             }
             Ok(claimed)
         })
@@ -387,6 +531,23 @@ impl<S: Store> Tracker<S> {
     }
 }
 
+/// A one-time-use device becomes reserved when it is allocated, and stays so after it is
+/// freed, until [`Tracker::release`]. Nova reserves its Placement inventory as soon as the
+/// device has an owner (`_handle_one_time_use` reads `instance_uuid`, which a claim sets);
+/// pcitrack waits for the allocation, because a claim that is freed unallocated never
+/// handed the device to anyone.
+fn reserve_if_one_time_use(work: &mut Work<'_>, a: PciAddress) {
+    if let Some(d) = work.get(a)
+        && !d.reserved
+        && d.profile.one_time_use()
+    {
+        let mut d = d.clone();
+        d.reserved = true;
+        tracing::info!(address = %a, "one-time-use device allocated: reserved until released");
+        work.put(d);
+    }
+}
+
 fn log_warnings(outcome: &Outcome) {
     for w in &outcome.warnings {
         tracing::warn!("{w}");
@@ -425,6 +586,14 @@ fn free_one(
     work.store_family(family, &members);
     report.freed.push(a);
     let mut d = work.get(a).expect("in the family").clone();
+    if d.to_be_removed_when_freed && d.reserved {
+        // Deleting it would forget the reservation: were it to come back, it would be handed
+        // out unwiped. It stays, reserved, until released; then the cleanup rule decides.
+        tracing::warn!(address = %a, "a reserved device freed after the host stopped reporting it is kept until released");
+        d.to_be_removed_when_freed = false;
+        work.put(d);
+        return Ok(());
+    }
     if d.to_be_removed_when_freed {
         tracing::info!(address = %a, "deleting a device freed after the host stopped reporting it");
         work.delete(a);

@@ -576,7 +576,7 @@ fn the_schema_is_versioned_and_a_newer_file_is_refused() {
     drop(Tracker::open(&path).unwrap());
     assert_eq!(
         pcitrack_tracker::store::schema_version(&path).unwrap(),
-        Some(1)
+        Some(pcitrack_tracker::store::SCHEMA_VERSION)
     );
     let c = Connection::open(&path).unwrap();
     let mode: String = c

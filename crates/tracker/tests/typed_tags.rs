@@ -11,8 +11,6 @@
 //! (`oracle/nova_prop_match.py`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use pcitrack_model::tag_value::bool_from_tag;
 use pcitrack_model::{DevType, PciAddress};
@@ -131,8 +129,7 @@ fn typed_tags_match_requests_as_in_nova() {
 
 #[test]
 fn agrees_with_nova() {
-    let Ok(python) = std::env::var("PCITRACK_NOVA_PYTHON") else {
-        println!("SKIPPED: set PCITRACK_NOVA_PYTHON to a Python with nova installed");
+    let Some(python) = pcitrack_nova_oracle::python("typed_tags::agrees_with_nova") else {
         return;
     };
     let cases = cases();
@@ -144,22 +141,8 @@ fn agrees_with_nova() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/oracle/nova_prop_match.py"
     );
-    let mut child = Command::new(&python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(&batch).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "nova_prop_match.py failed");
-    let nova: Vec<bool> = serde_json::from_slice(&out.stdout).expect("oracle JSON");
+    let answer = pcitrack_nova_oracle::run(&python, script.as_ref(), &Value::from(batch));
+    let nova: Vec<bool> = serde_json::from_value(answer).expect("oracle answers are booleans");
     assert_eq!(nova.len(), cases.len());
     for ((tags, request, pinned), nova) in cases.iter().zip(nova) {
         assert_eq!(

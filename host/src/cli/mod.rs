@@ -1,5 +1,7 @@
 //! The command line: argument parsing and output only. Every rule lives in the library
-//! crates; a command here reads its inputs, calls them, and prints.
+//! crates; a command here reads its inputs, calls them, and prints (through `output::out!`
+//! and `outln!`, so a closed pipe ends the command quietly; `print!` is refused here).
+#![deny(clippy::print_stdout)]
 
 mod discover;
 mod output;
@@ -18,7 +20,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
-pub use output::Format;
+pub use output::{Format, StdoutClosed};
 
 /// pcitrack: keeps the inventory of a host's PCI devices (SR-IOV PFs and VFs, plain PCI
 /// devices) and hands them out to workloads, with its decisions made by sandboxed
@@ -70,6 +72,9 @@ pub enum Command {
     Allocate(tracker::InstanceArgs),
     /// Free every device an instance holds.
     Free(tracker::InstanceArgs),
+    /// Release a reserved one-time-use device once it has been wiped: it returns to the
+    /// pools.
+    Release(tracker::ReleaseArgs),
     /// Check a database file: SQLite's integrity check and the tracker's invariants (after a
     /// crash, a restore, or a manual edit).
     Check(tracker::CheckArgs),
@@ -128,6 +133,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Claim(args) => tracker::claim(args, &config),
         Command::Allocate(args) => tracker::allocate(args, &config),
         Command::Free(args) => tracker::free(args, &config),
+        Command::Release(args) => tracker::release(args, &config),
         Command::Check(args) => tracker::check(args, &config),
         Command::Policy(cmd) => policy::run(cmd, &config),
     }

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use pcitrack_runtime::{Policy, PolicyEngine, PolicyKind, PolicyOrigin, policy_name, sha256_hex};
 use serde::Serialize;
 
-use super::output::{Format, table};
+use super::output::{Format, out, outln, table};
 use crate::config::Config;
 use crate::ops::VerdictRow;
 
@@ -111,14 +111,14 @@ fn check(file: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     ) {
         Ok(p) => {
             let (pname, version, description) = p.info();
-            println!("{}: ok", file.display());
-            println!("  kind:        {}", p.kind());
-            println!("  exports:     {}", p.kind().export_name());
-            println!("  policy:      {pname} {version}");
-            println!("  description: {description}");
-            println!("  size:        {} bytes", bytes.len());
-            println!("  sha256:      {sha256}");
-            println!(
+            outln!("{}: ok", file.display());
+            outln!("  kind:        {}", p.kind());
+            outln!("  exports:     {}", p.kind().export_name());
+            outln!("  policy:      {pname} {version}");
+            outln!("  description: {description}");
+            outln!("  size:        {} bytes", bytes.len());
+            outln!("  sha256:      {sha256}");
+            outln!(
                 "  load time:   {:.1} ms (compile, pre-link, init)",
                 started.elapsed().as_secs_f64() * 1e3
             );
@@ -163,7 +163,7 @@ fn list(dir: Option<&Path>, config: &Config, format: Format) -> anyhow::Result<E
         }
     }
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&entries)?),
         Format::Table => {
             let rows: Vec<Vec<String>> = entries
                 .iter()
@@ -177,10 +177,10 @@ fn list(dir: Option<&Path>, config: &Config, format: Format) -> anyhow::Result<E
                     ]
                 })
                 .collect();
-            print!("{}", table(&["KIND", "#", "NAME", "POLICY", "FROM"], &rows));
+            out!("{}", table(&["KIND", "#", "NAME", "POLICY", "FROM"], &rows));
             for kind in PolicyKind::ALL {
                 if policies.loaded.set.chain(kind).is_empty() {
-                    println!("{kind}: no policy; the built-in rule applies");
+                    outln!("{kind}: no policy; the built-in rule applies");
                 }
             }
         }
@@ -222,7 +222,7 @@ fn eval(
         .map(VerdictRow::from)
         .collect();
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Table => {
             let cells: Vec<Vec<String>> = rows
                 .iter()
@@ -250,7 +250,7 @@ fn eval(
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table(
                     &[
@@ -295,6 +295,6 @@ fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(format!("{package}.wasm")));
     std::fs::copy(component, &dest).with_context(|| format!("writing {}", dest.display()))?;
-    println!("{}", dest.display());
+    outln!("{}", dest.display());
     Ok(ExitCode::SUCCESS)
 }

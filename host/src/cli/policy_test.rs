@@ -32,6 +32,7 @@ use pcitrack_model::{Device, PciAddress};
 use pcitrack_runtime::DeviceVerdict;
 use serde::Deserialize;
 
+use super::output::outln;
 use crate::config::Config;
 
 /// One test file.
@@ -200,11 +201,11 @@ fn run_file(path: &Path, extra_policies: Option<&Path>) -> anyhow::Result<(usize
         }
     }
     if failed == 0 {
-        println!("ok   {} ({passed} expectations)", path.display());
+        outln!("ok   {} ({passed} expectations)", path.display());
     } else {
-        println!("FAIL {}", path.display());
+        outln!("FAIL {}", path.display());
         for line in report {
-            println!("    {line}");
+            outln!("    {line}");
         }
     }
     Ok((passed, failed))
@@ -225,11 +226,11 @@ pub fn run(
             }
             Err(e) => {
                 broken += 1;
-                println!("ERROR {}: {e:#}", file.display());
+                outln!("ERROR {}: {e:#}", file.display());
             }
         }
     }
-    println!(
+    outln!(
         "policy tests: {passed} expectations met, {failed} not met, {broken} file(s) could not run"
     );
     Ok(if failed == 0 && broken == 0 {

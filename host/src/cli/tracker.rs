@@ -13,7 +13,7 @@ use clap::Args;
 use pcitrack_model::{DevType, DeviceStatus};
 use pcitrack_tracker::{ClaimedDevice, FreeReport, SqliteStore, Tracker};
 
-use super::output::{Format, table};
+use super::output::{Format, out, outln, table};
 use super::source::{DeviceSource, read_devices};
 use crate::client::Client;
 use crate::config::Config;
@@ -117,9 +117,9 @@ pub fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
     let report =
         crate::pipeline::sync(&mut tracker, &policies.loaded.set, &devices).context("sync")?;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => {
-            println!(
+            outln!(
                 "synced {} devices: {} added, {} updated, {} deleted, {} kept, {} repaired, {} deferred",
                 devices.len(),
                 report.added.len(),
@@ -130,13 +130,13 @@ pub fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
                 report.deferred.len()
             );
             for a in &report.deleted {
-                println!("deleted  {a}");
+                outln!("deleted  {a}");
             }
             for (a, why) in &report.kept {
-                println!("kept     {a}: {why}");
+                outln!("kept     {a}: {why}");
             }
             for r in &report.repaired {
-                println!("repaired {}: {} -> {}", r.address, r.from, r.to);
+                outln!("repaired {}: {} -> {}", r.address, r.from, r.to);
             }
         }
     }
@@ -184,14 +184,18 @@ pub fn devices(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCode> {
         Target::Direct(mut t) => ops::devices(&mut t, &query)?,
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?),
         Format::Table => {
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
                     vec![
                         r.address.clone(),
-                        r.status.to_string(),
+                        if r.reserved {
+                            format!("{} (reserved)", r.status)
+                        } else {
+                            r.status.to_string()
+                        },
                         r.dev_type.to_string(),
                         format!("{}:{}", r.vendor_id, r.product_id),
                         r.parent_addr.clone().unwrap_or_else(|| "-".into()),
@@ -204,7 +208,7 @@ pub fn devices(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table(
                     &[
@@ -213,7 +217,7 @@ pub fn devices(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCode> {
                     &cells
                 )
             );
-            println!("{} devices", rows.len());
+            outln!("{} devices", rows.len());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -236,13 +240,19 @@ pub fn pools(args: PoolsArgs, config: &Config) -> anyhow::Result<ExitCode> {
         Target::Direct(mut t) => ops::pools(&mut t)?,
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&pools)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&pools)?),
         Format::Table => {
             let cells: Vec<Vec<String>> = pools
                 .iter()
-                .map(|p| vec![p.count.to_string(), p.key.to_string()])
+                .map(|p| {
+                    vec![
+                        p.count.to_string(),
+                        p.reserved.to_string(),
+                        p.key.to_string(),
+                    ]
+                })
                 .collect();
-            print!("{}", table(&["COUNT", "POOL"], &cells));
+            out!("{}", table(&["COUNT", "RESERVED", "POOL"], &cells));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -250,23 +260,38 @@ pub fn pools(args: PoolsArgs, config: &Config) -> anyhow::Result<ExitCode> {
 
 /// `pcitrack claim`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["spec", "alias"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["spec", "alias", "requests"])))]
 pub struct ClaimArgs {
     #[command(flatten)]
     target: TargetArgs,
     /// The instance the devices are for.
     #[arg(long)]
     instance: String,
-    /// A request spec as JSON: an object or a list of objects with vendor_id, product_id,
-    /// dev_type and tags (physical_network, remote_managed, ...).
+    /// A request spec as JSON: an object or a list of objects (alternatives) with vendor_id,
+    /// product_id, dev_type and tags (physical_network, remote_managed, ...).
     #[arg(long)]
     spec: Option<String>,
-    /// An alias from the configuration's `[pci] alias`.
+    /// An alias from the configuration's `[pci] alias`, or a flavor's
+    /// `pci_passthrough:alias` value (`a:1,b:2`: one request per item).
     #[arg(long)]
     alias: Option<String>,
-    /// How many devices.
-    #[arg(long, default_value_t = 1)]
-    count: u32,
+    /// Several requests as a JSON list: `[{"alias": "a", "count": 2}, {"spec": {...},
+    /// "request_id": "..."}]`.
+    #[arg(long)]
+    requests: Option<String>,
+    /// How many devices, for --spec or one alias name (default 1).
+    #[arg(long)]
+    count: Option<u32>,
+    /// The request id, for --spec or one alias name (default: a generated UUID).
+    #[arg(long)]
+    request_id: Option<String>,
+    /// The instance's NUMA cells: the host NUMA nodes its guest cells sit on (`0,1`).
+    #[arg(long, value_delimiter = ',')]
+    numa_cells: Vec<u32>,
+    /// The PCI NUMA affinity policy, overriding the aliases' (the flavor's
+    /// `hw:pci_numa_affinity_policy`): required, legacy, preferred or socket.
+    #[arg(long)]
+    numa_policy: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -274,23 +299,54 @@ pub struct ClaimArgs {
 
 /// Claims devices for an instance: all of them or none.
 pub fn claim(args: ClaimArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let requests = match &args.requests {
+        Some(text) => {
+            serde_json::from_str(text).context("--requests is not a JSON list of requests")?
+        }
+        None => Vec::new(),
+    };
+    let numa_policy = args
+        .numa_policy
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .context("--numa-policy")?;
     let req = ClaimRequest {
         instance: args.instance.clone(),
-        spec: args.spec,
+        spec: args.spec.map(serde_json::Value::String),
         alias: args.alias,
         count: args.count,
+        request_id: args.request_id,
+        requests,
+        numa_cells: args.numa_cells,
+        numa_policy,
     };
     let claimed: Vec<ClaimedDevice> = match args.target.resolve(config)? {
-        Target::Agent(c) => c.post("/v1/claim", &req)?.json()?,
-        Target::Direct(mut t) => ops::claim(&mut t, &req, &config.pci.alias)?,
+        Target::Agent(c) => c.claim(&req)?,
+        Target::Direct(mut t) => {
+            // Read only when the claim has a NUMA context to honour.
+            let cells = if req.numa_cells.is_empty() {
+                Vec::new()
+            } else {
+                ops::host_cells(&pcitrack_discovery::numa_topology(&config.sysfs_root()))
+            };
+            ops::claim(&mut t, &req, config.aliases(), &cells)?
+        }
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&claimed)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&claimed)?),
         Format::Table => {
             for c in &claimed {
-                println!(
-                    "claimed {} ({} {:04x}:{:04x}) for {}",
-                    c.address, c.dev_type, c.vendor_id, c.product_id, args.instance
+                let numa = c.numa_node.map_or("-".to_string(), |n| n.to_string());
+                outln!(
+                    "claimed {} ({} {}:{}, NUMA node {numa}, managed {}) for {}, request {}",
+                    c.address,
+                    c.dev_type,
+                    c.vendor_id,
+                    c.product_id,
+                    c.managed,
+                    args.instance,
+                    c.request_id.as_deref().unwrap_or("-")
                 );
             }
         }
@@ -321,10 +377,12 @@ pub fn allocate(args: InstanceArgs, config: &Config) -> anyhow::Result<ExitCode>
         Target::Direct(mut t) => ops::allocate(&mut t, &req)?,
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&allocated)?),
-        Format::Table => allocated
-            .iter()
-            .for_each(|a| println!("allocated {a} to {}", args.instance)),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&allocated)?),
+        Format::Table => {
+            for a in &allocated {
+                outln!("allocated {a} to {}", args.instance);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -339,14 +397,43 @@ pub fn free(args: InstanceArgs, config: &Config) -> anyhow::Result<ExitCode> {
         Target::Direct(mut t) => ops::free(&mut t, &req)?,
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => {
-            report.freed.iter().for_each(|a| println!("freed {a}"));
-            report
-                .deleted
-                .iter()
-                .for_each(|a| println!("deleted {a} (no longer reported)"));
+            for a in &report.freed {
+                outln!("freed {a}");
+            }
+            for a in &report.deleted {
+                outln!("deleted {a} (no longer reported)");
+            }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pcitrack release`.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The reserved device's PCI address (e.g. 0000:81:00.0).
+    address: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// Releases a reserved one-time-use device.
+pub fn release(args: ReleaseArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let req = ops::ReleaseRequest {
+        address: args.address.clone(),
+    };
+    let device: DeviceRow = match args.target.resolve(config)? {
+        Target::Agent(c) => c.post("/v1/release", &req)?.json()?,
+        Target::Direct(mut t) => ops::release(&mut t, &req)?,
+    };
+    match args.format {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&device)?),
+        Format::Table => outln!("released {} ({})", device.address, device.status),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -378,7 +465,7 @@ pub fn check(args: CheckArgs, config: &Config) -> anyhow::Result<ExitCode> {
         bail!("{}: invariant violated: {e}", path.display());
     }
     let n = report.devices;
-    println!(
+    outln!(
         "{}: ok ({n} devices; integrity check and invariants pass)",
         path.display()
     );

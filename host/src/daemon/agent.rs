@@ -17,12 +17,12 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use pcitrack_model::DeviceStatus;
 use pcitrack_runtime::PolicySet;
-use pcitrack_tracker::{DeviceFilter, SqliteStore, Tracker};
+use pcitrack_tracker::{DeviceFilter, HostNumaCell, SqliteStore, Tracker};
 use serde::Serialize;
 
 use super::metrics::Metrics;
 use super::registry::{PoliciesReport, PolicyRegistry, RefreshReport};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, ConfigError, Overrides};
 use crate::ops::VerdictRow;
 use crate::pipeline::{RuntimeCleanup, evaluate};
 
@@ -63,6 +63,7 @@ pub struct Agent {
     verdicts: ArcSwap<Vec<VerdictRow>>,
     last_reconcile: Mutex<Option<ReconcileSummary>>,
     last_config_error: Mutex<Option<String>>,
+    host_cells: ArcSwap<Vec<HostNumaCell>>,
     stopping: AtomicBool,
     /// The agent's counters.
     pub metrics: Metrics,
@@ -109,6 +110,7 @@ impl Agent {
             verdicts: ArcSwap::from_pointee(Vec::new()),
             last_reconcile: Mutex::new(None),
             last_config_error: Mutex::new(None),
+            host_cells: ArcSwap::from_pointee(Vec::new()),
             stopping: AtomicBool::new(false),
             metrics,
             started: Instant::now(),
@@ -171,6 +173,9 @@ impl Agent {
         std::fs::read_dir(&listing)
             .with_context(|| format!("cannot list {}", listing.display()))?;
         let report = pcitrack_discovery::scan(&root);
+        let topology = pcitrack_discovery::numa_topology(&root);
+        self.host_cells
+            .store(Arc::new(crate::ops::host_cells(&topology)));
         for s in &report.skipped {
             tracing::warn!(device = %s.entry, reason = %s.reason, "skipped an unreadable device");
         }
@@ -226,8 +231,14 @@ impl Agent {
         report
     }
 
-    /// Reads the configuration again. A configuration that does not parse, or that a policy
-    /// refuses, is not taken: the last good one stays, and the error is kept for the API.
+    /// Reads the configuration again. A configuration that does not parse, that Nova's rules
+    /// refuse (a bad `[pci] alias` entry), or that a policy refuses, is not taken: the last
+    /// good one stays (claims keep using its aliases), the error is kept for `/v1/health`
+    /// (`config_error`, `ok: false`) and counted by reason in the metrics.
+    ///
+    /// # Errors
+    ///
+    /// Why the new configuration was refused.
     pub fn reload_config(&self) -> anyhow::Result<()> {
         let result = self.try_reload_config();
         match &result {
@@ -239,6 +250,10 @@ impl Agent {
             }
             Err(e) => {
                 self.metrics.reload("config-refused", 1);
+                let reason = e
+                    .downcast_ref::<ConfigError>()
+                    .map_or("policy", ConfigError::reason);
+                self.metrics.config_reload_failed(reason);
                 let text = format!("{e:#}");
                 tracing::error!(error = %text, "configuration refused; the last good one stays");
                 *lock(&self.last_config_error) = Some(text);
@@ -281,9 +296,21 @@ impl Agent {
         lock(&self.registry).report()
     }
 
+    /// The host's NUMA cells and their sockets, as read at the last start or rescan.
+    pub fn host_cells(&self) -> Arc<Vec<HostNumaCell>> {
+        self.host_cells.load_full()
+    }
+
     /// The verdicts of the last reconcile.
     pub fn verdicts(&self) -> Arc<Vec<VerdictRow>> {
         self.verdicts.load_full()
+    }
+
+    /// Reserved devices (used one-time-use devices waiting for release), for metrics.
+    pub fn reserved_devices(&self) -> i64 {
+        self.with_tracker(|t| t.devices(&DeviceFilter::default()))
+            .map(|d| d.iter().filter(|d| d.reserved).count() as i64)
+            .unwrap_or_default()
     }
 
     /// Devices by status, for metrics.
@@ -308,7 +335,9 @@ impl Agent {
     }
 
     /// Health: up, with the last reconcile, the last refused configuration, and the policy
-    /// files whose newest version was refused (names, and each one's reason).
+    /// files whose newest version was refused (names, and each one's reason). While the
+    /// newest configuration is refused (the agent runs on the last good one), `ok` is false,
+    /// `status` is `degraded` and `config_error` says why.
     pub fn health(&self) -> serde_json::Value {
         let report = self.policies_report();
         let refused: Vec<(&str, &str)> = report
@@ -325,11 +354,14 @@ impl Agent {
             .iter()
             .map(|(name, error)| serde_json::json!({ "policy": name, "error": error }))
             .collect();
+        let config_error = lock(&self.last_config_error).clone();
+        let ok = config_error.is_none();
         serde_json::json!({
-            "status": "ok",
+            "status": if ok { "ok" } else { "degraded" },
+            "ok": ok,
             "uptime_secs": self.started.elapsed().as_secs(),
             "last_reconcile": *lock(&self.last_reconcile),
-            "config_error": *lock(&self.last_config_error),
+            "config_error": config_error,
             "refused_policies": names,
             "policy_errors": errors,
         })

@@ -74,6 +74,7 @@ pub fn router(agent: Arc<Agent>, token: Option<String>) -> Router {
         .route("/v1/claim", post(claim))
         .route("/v1/allocate", post(allocate))
         .route("/v1/free", post(free))
+        .route("/v1/release", post(release))
         .route("/v1/policies", get(policies))
         .route("/v1/reconcile", post(reconcile))
         .route("/metrics", get(metrics))
@@ -148,8 +149,11 @@ async fn claim(
     body: Result<Json<ClaimRequest>, JsonRejection>,
 ) -> Answer<Vec<pcitrack_tracker::ClaimedDevice>> {
     let Json(req) = body?;
-    let aliases = agent.config().pci.alias.clone();
-    blocking(move || Ok(agent.with_tracker(|t| ops::claim(t, &req, &aliases))?))
+    // The aliases parsed when the configuration loaded, and the topology read at the last
+    // start or rescan (for the `socket` policy).
+    let config = agent.config();
+    let cells = agent.host_cells();
+    blocking(move || Ok(agent.with_tracker(|t| ops::claim(t, &req, config.aliases(), &cells))?))
         .await
         .map(Json)
 }
@@ -170,6 +174,16 @@ async fn free(
 ) -> Answer<pcitrack_tracker::FreeReport> {
     let Json(req) = body?;
     blocking(move || Ok(agent.with_tracker(|t| ops::free(t, &req))?))
+        .await
+        .map(Json)
+}
+
+async fn release(
+    State(agent): State<Arc<Agent>>,
+    body: Result<Json<ops::ReleaseRequest>, JsonRejection>,
+) -> Answer<ops::DeviceRow> {
+    let Json(req) = body?;
+    blocking(move || Ok(agent.with_tracker(|t| ops::release(t, &req))?))
         .await
         .map(Json)
 }
@@ -195,9 +209,11 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
     let text = tokio::task::spawn_blocking(move || {
-        agent
-            .metrics
-            .render(&agent.devices_by_status(), &agent.policies_report())
+        agent.metrics.render(
+            &agent.devices_by_status(),
+            agent.reserved_devices(),
+            &agent.policies_report(),
+        )
     })
     .await
     .unwrap_or_default();

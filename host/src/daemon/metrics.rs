@@ -22,6 +22,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
 }
@@ -39,6 +44,7 @@ pub struct Metrics {
     reconcile_seconds: Histogram,
     reconcile_failures: Counter,
     reloads: Family<OutcomeLabels, Counter>,
+    config_reload_failures: Family<ReasonLabels, Counter>,
     uevents: Counter,
 }
 
@@ -50,6 +56,7 @@ impl Default for Metrics {
             reconcile_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             reconcile_failures: Counter::default(),
             reloads: Family::default(),
+            config_reload_failures: Family::default(),
             uevents: Counter::default(),
         }
     }
@@ -81,13 +88,31 @@ impl Metrics {
             .inc_by(n);
     }
 
+    /// A configuration reload was refused and the last good configuration stays; `reason`
+    /// says why (`read`, `invalid`, `alias`: see `ConfigError::reason`; `policy`: a policy
+    /// refused it).
+    pub fn config_reload_failed(&self, reason: &str) {
+        self.config_reload_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
     /// Uevents received (trusted and parsed).
     pub fn uevents(&self, n: u64) {
         self.uevents.inc_by(n);
     }
 
-    /// The exposition text, with devices by status and the policies' counters as they are now.
-    pub fn render(&self, devices_by_status: &[(String, i64)], policies: &PoliciesReport) -> String {
+    /// The exposition text, with devices by status, reserved devices (used one-time-use
+    /// devices waiting for release; they also count under their status) and the policies'
+    /// counters as they are now.
+    pub fn render(
+        &self,
+        devices_by_status: &[(String, i64)],
+        reserved: i64,
+        policies: &PoliciesReport,
+    ) -> String {
         let mut registry = Registry::with_prefix("pcitrack");
         registry.register(
             "reconciles",
@@ -109,6 +134,11 @@ impl Metrics {
             "Policy files and configurations loaded or refused",
             self.reloads.clone(),
         );
+        registry.register(
+            "config_reload_failures",
+            "Configuration reloads refused (the last good configuration stays), by reason",
+            self.config_reload_failures.clone(),
+        );
         registry.register("uevents", "Kernel uevents received", self.uevents.clone());
         let devices = Family::<StatusLabels, Gauge>::default();
         for (status, n) in devices_by_status {
@@ -119,6 +149,13 @@ impl Metrics {
                 .set(*n);
         }
         registry.register("devices", "Tracked devices by status", devices);
+        let reserved_gauge = Gauge::<i64>::default();
+        reserved_gauge.set(reserved);
+        registry.register(
+            "devices_reserved",
+            "One-time-use devices reserved after use until an operator releases them",
+            reserved_gauge,
+        );
         let evaluations = Family::<PolicyLabels, Counter>::default();
         let devices_asked = Family::<PolicyLabels, Counter>::default();
         let traps = Family::<PolicyLabels, Counter>::default();

@@ -260,7 +260,32 @@ impl PolicyRegistry {
         }
         report.kinds.sort_by_key(|k| k.as_str());
         report.kinds.dedup();
+        self.evict_unreferenced_artifacts();
         report
+    }
+
+    /// Removes the compiled artifacts of policies this registry no longer holds (replaced or
+    /// deleted files, another configuration's engine, an older key format), keeping those of
+    /// every policy it holds, serving or not.
+    fn evict_unreferenced_artifacts(&self) {
+        let Some(cache) = &self.cache else { return };
+        let held = self
+            .defaults
+            .iter()
+            .chain(self.files.values().filter_map(|e| e.active.as_ref()))
+            .filter_map(|p| p.artifact());
+        match cache.evict_unreferenced(held) {
+            Ok(evicted) if !evicted.files.is_empty() => tracing::info!(
+                files = evicted.files.len(),
+                bytes = evicted.bytes,
+                dir = %cache.dir().display(),
+                "evicted compiled policies no loaded policy uses"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot evict from the compiled-policy cache")
+            }
+        }
     }
 
     /// The effective chains now.

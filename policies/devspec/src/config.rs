@@ -3,6 +3,7 @@
 //! tagger, which receive the same text.
 
 use crate::error::SpecError;
+use crate::spec::Settings;
 use crate::value::{Value, from_json};
 use crate::whitelist::{Entry, Whitelist};
 
@@ -11,8 +12,14 @@ use crate::whitelist::{Entry, Whitelist};
 /// Strings are Nova's JSON entries; objects and lists are native (TOML) specs. A single
 /// string instead of a list is one entry, as oslo.config reads a single
 /// `device_spec = {...}` line. A missing or `null` `device_spec` is an empty list (nothing
-/// assignable, as in Nova); other keys (`alias`, ...) belong to other consumers and are
-/// ignored. Text that is not a JSON object is refused with `PciConfigInvalidSpec`.
+/// assignable, as in Nova); `report_in_placement` (a boolean, or a string read as oslo
+/// does; absent is false, Nova's default) is the [`Settings`] the specs parse under; other
+/// keys (`alias`, ...) belong to other consumers and are ignored. Text that is not a JSON
+/// object is refused with `PciConfigInvalidSpec`.
+///
+/// # Errors
+///
+/// [`SpecError`] with Nova's message for the first bad entry.
 pub fn whitelist_from_config(config: &str) -> Result<Whitelist, SpecError> {
     if config.trim().is_empty() {
         return Ok(Whitelist::default());
@@ -36,7 +43,10 @@ pub fn whitelist_from_config(config: &str) -> Result<Whitelist, SpecError> {
             .collect(),
         Some(other) => vec![Entry::Native(other.clone())],
     };
-    Whitelist::parse_entries(&entries)
+    let settings = Settings {
+        report_in_placement: crate::boolstr::lenient(value.get("report_in_placement")),
+    };
+    Whitelist::parse_entries_with(&entries, settings)
 }
 
 #[cfg(test)]

@@ -32,8 +32,10 @@
 //! no case-sensitive comparison of device ids; non-string ids, `devname` and regex values
 //! are refused with `PciConfigInvalidSpec`/`PciDeviceWrongAddressFormat` (Nova crashes with
 //! a raw Python exception); regex syntax differences are listed in the
-//! [section below](crate#regex-syntax). `one_time_use=true` is always refused (Nova requires
-//! Placement reporting for it, which pcitrack does not do).
+//! [section below](crate#regex-syntax). `one_time_use=true` is refused unless
+//! `[pci] report_in_placement` is on ([`Settings`]), as in Nova; on a VF or vDPA device any
+//! `one_time_use` refuses that device alone ([`DeviceSpec::check_one_time_use`]) where Nova
+//! fails its whole Placement update.
 //!
 //! # Regex syntax
 //!
@@ -69,7 +71,7 @@ pub use field::Field;
 pub use host::{DeviceFacts, DeviceInput, EmptyHost, HostView};
 pub use ids::IdSpec;
 pub use physical::parse_physical_address;
-pub use spec::{AddressKind, AddressSpec, DeviceSpec, Target};
+pub use spec::{AddressKind, AddressSpec, DeviceSpec, Settings, Target};
 pub use tags::{Tag, Tags};
 pub use value::{Value, from_json};
 pub use whitelist::{BoundWhitelist, Entry, Resolution, Whitelist};

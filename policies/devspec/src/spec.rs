@@ -2,8 +2,10 @@
 //!
 //! Order of checks, as in Nova: `vendor_id`, `product_id`, the `devname`/`address`
 //! conflict, the address, then the `managed`, `live_migratable` and `one_time_use` tags,
-//! then `one_time_use=true`. The remote-managed checks and `devname` need the host and
-//! happen when the whitelist is [bound](crate::Whitelist::bind).
+//! then `one_time_use=true` (refused unless [`Settings::report_in_placement`]). The
+//! remote-managed checks and `devname` need the host and happen when the whitelist is
+//! [bound](crate::Whitelist::bind); the device-type check of `one_time_use` needs the
+//! device and happens at match time ([`crate::Whitelist::check_one_time_use`]).
 
 use pcitrack_model::PciAddress;
 
@@ -17,6 +19,15 @@ use crate::value::Value;
 
 /// Tags current Nova normalises to `"true"`/`"false"` and refuses when not boolean.
 const BOOLEAN_TAGS: [&str; 3] = ["managed", "live_migratable", "one_time_use"];
+
+/// The `[pci]` settings that change how a spec parses (Nova reads them from `CONF.pci`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `[pci] report_in_placement` (default false): `one_time_use=true` needs it, because
+    /// Nova keeps a used one-time-use device away from the scheduler through Placement's
+    /// `reserved` inventory (pcitrack reserves the device in its tracker).
+    pub report_in_placement: bool,
+}
 
 /// Which address form a spec uses, for introspection (Nova's class names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +105,25 @@ pub struct DeviceSpec {
 }
 
 impl DeviceSpec {
-    /// Parses one spec object (a JSON object, or a TOML table read into a [`Value`]).
+    /// Parses one spec object (a JSON object, or a TOML table read into a [`Value`]) with
+    /// Nova's default settings (`report_in_placement` off).
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError`] with Nova's class and message, as [`DeviceSpec::parse_with`].
     pub fn parse(spec: &Value) -> Result<Self, SpecError> {
+        Self::parse_with(spec, Settings::default())
+    }
+
+    /// Parses one spec object under the given `[pci]` settings.
+    ///
+    /// # Errors
+    ///
+    /// [`SpecError`] with Nova's class and message: bad ids, `devname` with `address`, a bad
+    /// address, a boolean tag that is not a boolean (`Cannot parse tag ...`), and
+    /// `one_time_use=true` without `report_in_placement` (`nova/pci/devspec.py`
+    /// `PciDeviceSpec._init_dev_details`).
+    pub fn parse_with(spec: &Value, settings: Settings) -> Result<Self, SpecError> {
         let Value::Object(entries) = spec else {
             return Err(SpecError::invalid(format!(
                 "Invalid entry: '{}'; Expecting dict",
@@ -158,12 +186,13 @@ impl DeviceSpec {
                 *v = Value::Str(if b { "true" } else { "false" }.into());
             }
         }
-        if rest
-            .iter()
-            .any(|(k, v)| k == "one_time_use" && v.as_str() == Some("true"))
+        if !settings.report_in_placement
+            && rest
+                .iter()
+                .any(|(k, v)| k == ONE_TIME_USE && v.as_str() == Some("true"))
         {
-            // Nova requires [pci]report_in_placement for this; pcitrack does not report
-            // to Placement, so it is always refused, with Nova's reason.
+            // Nova: a used one-time-use device is kept from the scheduler by Placement's
+            // `reserved` inventory, so the tag needs Placement reporting.
             return Err(SpecError::invalid(
                 "one_time_use=true requires pci.report_in_placement to be enabled",
             ));
@@ -224,6 +253,9 @@ impl DeviceSpec {
         &self.tags
     }
 }
+
+/// The one-time-use tag.
+pub(crate) const ONE_TIME_USE: &str = "one_time_use";
 
 /// Nova's `WhitelistPciAddress(address or '*:*:*.*')`: a string is a glob, a dict a regex
 /// spec, anything else a format error.

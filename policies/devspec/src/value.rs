@@ -81,7 +81,7 @@ impl Value {
                 let _ = write!(out, "{i}");
             }
             Value::Float(f) => out.push_str(&py_float_repr(*f)),
-            Value::Str(s) => py_str_repr(s, out),
+            Value::Str(s) => pcitrack_model::python::str_repr_into(s, out),
             Value::List(items) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
@@ -98,7 +98,7 @@ impl Value {
                     if i > 0 {
                         out.push_str(", ");
                     }
-                    py_str_repr(k, out);
+                    pcitrack_model::python::str_repr_into(k, out);
                     out.push_str(": ");
                     v.write_repr(out);
                 }
@@ -202,52 +202,6 @@ pub(crate) fn py_float_repr(f: f64) -> String {
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{first}{frac}e{esign}{:02}", exp.abs())
     }
-}
-
-/// Python's `repr(str)`: single quotes unless the text has a `'` and no `"`, with
-/// backslash escapes for the quote, backslash and non-printable characters.
-pub(crate) fn py_str_repr(s: &str, out: &mut String) {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if py_printable(c) => out.push(c),
-            c if (c as u32) < 0x100 => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if (c as u32) < 0x10000 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => {
-                let _ = write!(out, "\\U{:08x}", c as u32);
-            }
-        }
-    }
-    out.push(quote);
-}
-
-/// An approximation of Python's `str.isprintable()` that is exact for ASCII and Latin-1
-/// and for the usual invisible characters (format and separator code points).
-fn py_printable(c: char) -> bool {
-    let u = c as u32;
-    if u < 0x20 || (0x7f..=0xa0).contains(&u) || u == 0xad {
-        return false;
-    }
-    !matches!(u,
-        0x1680 | 0x2000..=0x200f | 0x2028..=0x202f | 0x205f..=0x2064 | 0x3000 | 0xfeff
-        | 0xfff9..=0xfffb | 0xe000..=0xf8ff)
 }
 
 /// A JSON string as Python's `json.dumps` writes it (`ensure_ascii=True`).

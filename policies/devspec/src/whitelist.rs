@@ -6,7 +6,7 @@ use pcitrack_model::PciAddress;
 use crate::error::SpecError;
 use crate::field::Field;
 use crate::host::{DeviceInput, HostView};
-use crate::spec::{AddressSpec, DeviceSpec, Target};
+use crate::spec::{AddressSpec, DeviceSpec, ONE_TIME_USE, Settings, Target};
 use crate::value::{Value, from_json};
 
 /// One configured entry: JSON text as operators write it for Nova, or an already-parsed
@@ -23,36 +23,78 @@ pub enum Entry {
 #[derive(Debug, Clone, Default)]
 pub struct Whitelist {
     specs: Vec<DeviceSpec>,
+    settings: Settings,
 }
 
 impl Whitelist {
     /// Parses Nova's `[pci] device_spec` values: each a JSON object or a JSON list of
     /// objects. Errors are Nova's (`Invalid entry: ...` and the per-spec ones).
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, SpecError> {
-        let mut specs = Vec::new();
-        for text in entries {
-            let text = text.as_ref();
-            let value = from_json(text)
-                .map_err(|_| SpecError::invalid(format!("Invalid entry: '{text}'")))?;
-            push_entry(&mut specs, &value, text)?;
-        }
-        Ok(Whitelist { specs })
+        let entries: Vec<Entry> = entries
+            .iter()
+            .map(|t| Entry::Json(t.as_ref().to_string()))
+            .collect();
+        Self::parse_entries(&entries)
     }
 
-    /// Parses entries that may be JSON text or native values (TOML tables).
+    /// Parses entries that may be JSON text or native values (TOML tables), with Nova's
+    /// default settings.
     pub fn parse_entries(entries: &[Entry]) -> Result<Self, SpecError> {
+        Self::parse_entries_with(entries, Settings::default())
+    }
+
+    /// Parses entries under the given `[pci]` settings (see [`DeviceSpec::parse_with`]).
+    ///
+    /// # Errors
+    ///
+    /// The first entry's [`SpecError`], with Nova's message.
+    pub fn parse_entries_with(entries: &[Entry], settings: Settings) -> Result<Self, SpecError> {
         let mut specs = Vec::new();
         for entry in entries {
             match entry {
                 Entry::Json(text) => {
                     let value = from_json(text)
                         .map_err(|_| SpecError::invalid(format!("Invalid entry: '{text}'")))?;
-                    push_entry(&mut specs, &value, text)?;
+                    push_entry(&mut specs, &value, text, settings)?;
                 }
-                Entry::Native(value) => push_entry(&mut specs, value, &value.py_str())?,
+                Entry::Native(value) => push_entry(&mut specs, value, &value.py_str(), settings)?,
             }
         }
-        Ok(Whitelist { specs })
+        Ok(Whitelist { specs, settings })
+    }
+
+    /// The settings the specs were parsed under.
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// Whether spec `spec` may make a device of this kind assignable as far as
+    /// `one_time_use` goes. With `report_in_placement` on, a VF or vDPA device (`is_child`)
+    /// whose spec sets `one_time_use` at all, even to false, is refused with Nova's message
+    /// (`nova/compute/pci_placement_translator.py` `PciResourceProvider.add_child`, which
+    /// only runs then; Nova fails its whole Placement update, pcitrack refuses that device
+    /// alone). `device` names the device where Nova names its Placement provider.
+    ///
+    /// # Errors
+    ///
+    /// The refusal, as the reason to report for the device.
+    pub fn check_one_time_use(
+        &self,
+        spec: usize,
+        is_child: bool,
+        device: &str,
+    ) -> Result<(), String> {
+        let tagged = self
+            .specs
+            .get(spec)
+            .is_some_and(|s| s.tags().get(ONE_TIME_USE).is_some());
+        if self.settings.report_in_placement && is_child && tagged {
+            return Err(format!(
+                "Only type-PCI and type-PF devices may set one_time_use and {device} does not \
+                 qualify"
+            ));
+        }
+        Ok(())
     }
 
     /// The specs, in configured order.
@@ -94,9 +136,14 @@ impl Whitelist {
 
 /// Nova's `_parse_white_list_from_config` for one entry; `shown` is how the entry is quoted
 /// in messages.
-fn push_entry(specs: &mut Vec<DeviceSpec>, value: &Value, shown: &str) -> Result<(), SpecError> {
+fn push_entry(
+    specs: &mut Vec<DeviceSpec>,
+    value: &Value,
+    shown: &str,
+    settings: Settings,
+) -> Result<(), SpecError> {
     match value {
-        Value::Object(_) => specs.push(DeviceSpec::parse(value)?),
+        Value::Object(_) => specs.push(DeviceSpec::parse_with(value, settings)?),
         Value::List(items) => {
             for item in items {
                 if !matches!(item, Value::Object(_)) {
@@ -105,7 +152,7 @@ fn push_entry(specs: &mut Vec<DeviceSpec>, value: &Value, shown: &str) -> Result
                         item.py_str()
                     )));
                 }
-                specs.push(DeviceSpec::parse(item)?);
+                specs.push(DeviceSpec::parse_with(item, settings)?);
             }
         }
         _ => {

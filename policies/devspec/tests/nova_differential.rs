@@ -10,15 +10,12 @@
 //! ADAPTED list): domains above 0xFFFF, non-string ids, device addresses that are not
 //! valid, and Python-only regex features.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use pcitrack_devspec::{DeviceFacts, DeviceInput, HostView, SpecError, Whitelist};
 use pcitrack_model::PciAddress;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
-use serde_json::json;
+use serde_json::{Value, json};
 
 struct Dev {
     address: &'static str,
@@ -292,10 +289,7 @@ fn pcitrack_answer(specs: &[String]) -> serde_json::Value {
 
 #[test]
 fn agrees_with_nova() {
-    let Ok(python) = std::env::var("PCITRACK_NOVA_PYTHON") else {
-        println!(
-            "SKIPPED: set PCITRACK_NOVA_PYTHON to a Python with nova installed to compare with Nova"
-        );
+    let Some(python) = pcitrack_nova_oracle::python("devspec::agrees_with_nova") else {
         return;
     };
     let n: usize = std::env::var("PCITRACK_NOVA_CASES")
@@ -308,27 +302,14 @@ fn agrees_with_nova() {
         .map(|_| strategy.new_tree(&mut runner).expect("generate").current())
         .collect();
     let (host, devices) = (host_json(), devices_json());
-    let batch: Vec<_> = cases
+    let batch: Vec<Value> = cases
         .iter()
         .map(|specs| json!({"specs": specs, "host": host, "devices": devices}))
         .collect();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/oracle/nova_oracle.py");
-    let mut child = Command::new(&python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(&batch).unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "nova_oracle.py failed");
-    let nova: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("oracle JSON");
+    let answer = pcitrack_nova_oracle::run(&python, script.as_ref(), &Value::from(batch));
+    let nova: Vec<serde_json::Value> =
+        serde_json::from_value(answer).expect("oracle answers are a list");
     assert_eq!(nova.len(), cases.len());
     let mut failures = Vec::new();
     let (mut errors, mut matched) = (0, 0);

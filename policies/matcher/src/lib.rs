@@ -11,7 +11,7 @@
 #![deny(missing_docs)]
 
 use pcitrack_devspec::{DeviceInput, Whitelist, whitelist_from_config};
-use pcitrack_policy_sdk::{Inventory, MatchOutput, Matcher, PolicyInfo, Tag};
+use pcitrack_policy_sdk::{DeviceKind, Inventory, MatchOutput, Matcher, PolicyInfo, Tag};
 
 use pcitrack_policy_nova_view::InventoryView;
 
@@ -71,7 +71,18 @@ impl Matcher for NovaMatcher {
                 parent_addr: d.parent.map(Into::into),
                 card_serial_number: serials.get(index).copied().flatten(),
             };
-            match bound.find(&input) {
+            let found = bound.find(&input);
+            let refused = found.and_then(|spec| {
+                let child = matches!(d.kind, DeviceKind::VirtualFunction | DeviceKind::Vdpa);
+                self.whitelist
+                    .check_one_time_use(spec, child, &input.address.to_string())
+                    .err()
+            });
+            if let Some(reason) = refused {
+                out.reject(&reason);
+                continue;
+            }
+            match found {
                 Some(spec) => {
                     let set = *tag_set[spec].get_or_insert_with(|| {
                         out.add_tag_set(
