@@ -76,22 +76,45 @@ pub struct DevicesQuery {
 }
 
 /// Tags as operators see them: each value with the JSON type it was given (a device_spec's
-/// `"trusted": true` prints as `true`, `"trusted": "true"` as `"true"`), decoded from the
-/// contract's carried form ([`pcitrack_model::tag_value`]) by the tracker's pool rule.
-pub type Tags = BTreeMap<String, serde_json::Value>;
+/// `"trusted": true` prints as `true`, `"trusted": "true"` as `"true"`). Kept in the
+/// contract's carried form ([`pcitrack_model::tag_value`]) and written typed ([`TypedTags`]),
+/// so a row holds no `serde_json::Value`; read back from typed JSON ([`tags_json`]).
+pub type Tags = BTreeMap<String, String>;
 
-/// [`Tags`] from carried tag values.
-pub fn typed_tags(carried: &BTreeMap<String, String>) -> Tags {
-    carried
-        .iter()
-        .map(|(k, v)| (k.clone(), pcitrack_tracker::pools::pool_value(v)))
-        .collect()
+/// serde for [`Tags`] in a row: written as [`TypedTags`]; typed JSON read back into the
+/// carried form by the tracker's rule ([`pcitrack_tracker::pools::carried`]).
+pub mod tags_json {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Tags, TypedTags};
+
+    /// Writes carried tags as typed JSON.
+    ///
+    /// # Errors
+    ///
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(tags: &Tags, s: S) -> Result<S::Ok, S::Error> {
+        TypedTags(tags).serialize(s)
+    }
+
+    /// Reads typed JSON tags into their carried form.
+    ///
+    /// # Errors
+    ///
+    /// Not a JSON object.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Tags, D::Error> {
+        let typed = std::collections::BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+        Ok(typed
+            .into_iter()
+            .map(|(k, v)| (k, pcitrack_tracker::pools::carried(&v)))
+            .collect())
+    }
 }
 
-/// One tag value as a table cell: a string bare, anything else as its JSON text.
-pub fn tag_cell(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) => s.clone(),
+/// One carried tag value as a table cell: a string bare, anything else as its JSON text.
+pub fn tag_cell(carried: &str) -> String {
+    match pcitrack_tracker::pools::pool_value(carried) {
+        serde_json::Value::String(s) => s,
         other => other.to_string(),
     }
 }
@@ -111,6 +134,7 @@ pub struct VerdictRow {
     /// The matchers' (and taggers') verdict.
     pub assignable: bool,
     /// Its tags, typed.
+    #[serde(with = "tags_json")]
     pub tags: Tags,
     /// Remote-managed (SmartNIC/DPU), as the pools read it.
     pub remote_managed: bool,
@@ -129,10 +153,81 @@ impl From<&Assessment> for VerdictRow {
             product_id: format!("{:04x}", a.device.product_id),
             dev_type: a.device.dev_type,
             assignable: a.assignable,
-            tags: typed_tags(&a.tags),
+            tags: a.tags.clone(),
             remote_managed: a.remote_managed,
             decided_by: a.decided_by.clone(),
             reason: a.reason.clone(),
+        }
+    }
+}
+
+/// An id as Nova and lspci write it: 4 lower-case hex digits, written without a `String`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HexId(pub u16);
+
+impl Serialize for HexId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:04x}", self.0))
+    }
+}
+
+/// A carried tag value serialised as the JSON value it stands for (the pool rule's,
+/// [`pcitrack_tracker::pools::pool_value`]): a plain string as itself, with no `serde_json::Value` built (only a typed value,
+/// rare, goes through that rule).
+#[derive(Debug, Clone, Copy)]
+pub struct TypedTag<'a>(pub &'a str);
+
+impl Serialize for TypedTag<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match pcitrack_model::tag_value::TagValue::parse(self.0) {
+            pcitrack_model::tag_value::TagValue::Str(text) => s.serialize_str(text),
+            pcitrack_model::tag_value::TagValue::Json(_) => {
+                pcitrack_tracker::pools::pool_value(self.0).serialize(s)
+            }
+        }
+    }
+}
+
+/// Carried tags serialised as [`Tags`] (a JSON object, keys in order, values typed), borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct TypedTags<'a>(pub &'a BTreeMap<String, String>);
+
+impl Serialize for TypedTags<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, TypedTag(v))))
+    }
+}
+
+/// A [`VerdictRow`] borrowed from its [`Assessment`], for output: the same JSON, written
+/// field by field with no `String` or `serde_json::Value` made per device (`pcitrack policy
+/// eval` streams thousands of these). The field order and names are [`VerdictRow`]'s; a
+/// test holds the two to the same bytes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct VerdictView<'a> {
+    address: &'a pcitrack_model::PciAddress,
+    vendor_id: HexId,
+    product_id: HexId,
+    dev_type: DevType,
+    assignable: bool,
+    tags: TypedTags<'a>,
+    remote_managed: bool,
+    decided_by: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+impl<'a> From<&'a Assessment> for VerdictView<'a> {
+    fn from(a: &'a Assessment) -> Self {
+        VerdictView {
+            address: &a.device.address,
+            vendor_id: HexId(a.device.vendor_id),
+            product_id: HexId(a.device.product_id),
+            dev_type: a.device.dev_type,
+            assignable: a.assignable,
+            tags: TypedTags(&a.tags),
+            remote_managed: a.remote_managed,
+            decided_by: &a.decided_by,
+            reason: a.reason.as_deref(),
         }
     }
 }
@@ -157,6 +252,7 @@ pub struct DeviceRow {
     /// NUMA node.
     pub numa_node: Option<u32>,
     /// Tags from the policies, typed.
+    #[serde(with = "tags_json")]
     pub tags: Tags,
     /// Remote-managed (SmartNIC/DPU).
     pub remote_managed: bool,
@@ -307,7 +403,7 @@ pub fn devices<S: Store>(
             parent_addr: t.profile.device.parent_addr.map(|a| a.to_string()),
             instance_uuid: t.instance_uuid,
             numa_node: t.profile.device.numa_node,
-            tags: typed_tags(&t.profile.tags),
+            tags: t.profile.tags,
             remote_managed: t.profile.remote_managed,
             decided_by: t.profile.decided_by,
             reserved: t.reserved,
@@ -565,6 +661,60 @@ pub fn check(tracker: &mut Tracker<SqliteStore>) -> Result<CheckReport, OpError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Assessments covering every shape a verdict row takes: typed tags of each JSON kind,
+    /// a string that begins with the marker, a broken typed value, a reason or none.
+    fn assessments() -> Vec<Assessment> {
+        use pcitrack_model::{Device, PciAddress, tag_value::TYPED_MARKER};
+        let device =
+            |a: &str, t: DevType| Device::new(a.parse::<PciAddress>().unwrap(), 0x15b3, 0x101e, t);
+        let m = TYPED_MARKER;
+        let mut tagged = Assessment::assignable(device("0000:3b:00.2", DevType::Vf));
+        tagged.tags = [
+            ("physical_network", "physnet1".to_string()),
+            ("trusted", format!("{m}true")),
+            ("count", format!("{m}12")),
+            ("ratio", format!("{m}1.5")),
+            ("none", format!("{m}null")),
+            ("list", format!("{m}[\"a\",1]")),
+            ("object", format!("{m}{{\"x\":{{\"y\":[]}}}}")),
+            ("marked", format!("{m}{m}text")),
+            ("broken", format!("{m}{{not json")),
+            ("quoted", "a \"b\"\n\u{7f}".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        tagged.remote_managed = true;
+        tagged.decided_by = "vendor-matcher".into();
+        let mut refused = Assessment::assignable(device("000a:00:1f.7", DevType::Pf));
+        refused.assignable = false;
+        refused.decided_by = "built-in".into();
+        refused.reason = Some("matches no [pci] device_spec".into());
+        vec![
+            tagged,
+            refused,
+            Assessment::assignable(device("0000:00:00.0", DevType::Pci)),
+        ]
+    }
+
+    #[test]
+    fn a_verdict_view_writes_the_bytes_of_its_verdict_row() {
+        let assessed = assessments();
+        let rows: Vec<VerdictRow> = assessed.iter().map(VerdictRow::from).collect();
+        let views: Vec<VerdictView> = assessed.iter().map(VerdictView::from).collect();
+        assert_eq!(
+            serde_json::to_string_pretty(&views).unwrap(),
+            serde_json::to_string_pretty(&rows).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&views).unwrap(),
+            serde_json::to_string(&rows).unwrap()
+        );
+        let text = serde_json::to_string(&views[0]).unwrap();
+        assert!(text.contains(r#""trusted":true"#), "{text}");
+        assert!(text.contains(r#""object":{"x":{"y":[]}}"#), "{text}");
+    }
 
     fn claim_req(spec: Option<&str>, alias: Option<&str>) -> ClaimRequest {
         ClaimRequest {

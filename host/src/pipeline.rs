@@ -6,10 +6,12 @@
 //! other: the runtime's cleanup chain reaches the tracker through its small
 //! [`CleanupPolicy`] trait.
 
+use std::collections::BTreeSet;
+
 use pcitrack_model::cleanup::{CleanupCandidate, CleanupVerdict};
-use pcitrack_model::{Assessment, Device};
-use pcitrack_runtime::{CleanupOutcome, PolicySet};
-use pcitrack_tracker::{CleanupPolicy, Store, SyncReport, Tracker, TrackerError};
+use pcitrack_model::{Assessment, Device, PciAddress};
+use pcitrack_runtime::{CleanupOutcome, NodeSockets, PolicySet};
+use pcitrack_tracker::{CleanupPolicy, HostNumaCell, Store, SyncReport, Tracker, TrackerError};
 
 /// The runtime's cleanup chain, as the tracker sees it: what the chain said, with the deciding
 /// policy named in a keep's reason. Abstentions and the in-use guard are the tracker's.
@@ -23,6 +25,13 @@ impl CleanupPolicy for RuntimeCleanup<'_> {
             .map(CleanupOutcome::into_verdict)
             .collect()
     }
+}
+
+/// The sockets of the host's NUMA cells (read from sysfs, `ops::host_cells`) as the
+/// policies' device facts give them (`host.get-device-facts`): the one topology the claims'
+/// `socket` policy and the policies see.
+pub fn node_sockets(cells: &[HostNumaCell]) -> NodeSockets {
+    cells.iter().map(|c| (c.id, c.socket)).collect()
 }
 
 /// Runs the matcher and tagger chains over `devices` (sorted by address, as the contract
@@ -39,4 +48,51 @@ pub fn sync<S: Store>(
 ) -> Result<SyncReport, TrackerError> {
     let assessed = evaluate(set, devices);
     tracker.sync(&assessed, &RuntimeCleanup(set))
+}
+
+/// An incremental reconcile pass: assess the devices of `scope` (a partial rescan's, see
+/// `pcitrack_discovery::rescan`) within `inventory` (the whole host, sorted by address, the
+/// rescan patched in with [`patch`]: the policies see every device, as in a full pass) and
+/// bring those devices in line in the tracker ([`Tracker::sync_some`], the full sync's
+/// rules). Returns the assessments of the devices of `scope` the host reports, in order.
+///
+/// # Errors
+///
+/// The tracker's ([`TrackerError::Store`]); nothing is written then.
+pub fn sync_some<S: Store>(
+    tracker: &mut Tracker<S>,
+    set: &PolicySet,
+    inventory: &[Device],
+    scope: &BTreeSet<PciAddress>,
+) -> Result<(Vec<Assessment>, SyncReport), TrackerError> {
+    let targets: Vec<u32> = (0..inventory.len() as u32)
+        .filter(|&i| scope.contains(&inventory[i as usize].address))
+        .collect();
+    let assessed = set.assessments_of(inventory, targets);
+    let report = tracker.sync_some(&assessed, scope, &RuntimeCleanup(set))?;
+    Ok((assessed, report))
+}
+
+/// Replaces the entries of `old` (sorted by address) whose address is in `scope` by `new`
+/// (sorted, all in `scope`), in one pass: the inventory after a partial rescan, and the
+/// verdict rows after its assessment.
+pub fn patch<T>(
+    old: Vec<T>,
+    address: impl Fn(&T) -> PciAddress,
+    scope: &BTreeSet<PciAddress>,
+    new: Vec<T>,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(old.len() + new.len());
+    let mut new = new.into_iter().peekable();
+    for item in old {
+        let a = address(&item);
+        while let Some(n) = new.next_if(|n| address(n) < a) {
+            out.push(n);
+        }
+        if !scope.contains(&a) {
+            out.push(item);
+        }
+    }
+    out.extend(new);
+    out
 }

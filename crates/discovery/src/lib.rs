@@ -14,11 +14,13 @@ pub mod changes;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fixture;
 pub mod relay;
+pub mod rescan;
 mod scan;
 pub mod socket;
 pub mod topology;
 pub mod uevent;
 pub mod vpd;
 
+pub use rescan::{Rescan, rescan};
 pub use scan::{ScanReport, Skipped, scan};
 pub use topology::{NumaNode, Topology, numa_topology};

@@ -73,23 +73,34 @@ pub fn scan(root: &Path) -> ScanReport {
     for (_, s) in found.skipped {
         skip(&mut report.skipped, &s.entry, s.reason);
     }
-    let vf_index = found.vf_index;
     report.devices = found.devices;
-    report.devices.sort_by_key(|d| d.address);
-    for s in vdpa::mark_vdpa(root, &mut report.devices) {
+    for s in finish(root, &mut report.devices, &found.vf_index) {
         tracing::warn!(vdpa = %s.entry, "skipping vDPA device {}: {}", s.entry, s.reason);
         report.skipped.push(s);
     }
+    report
+}
+
+/// What follows reading the entries, for a whole scan and for a partial rescan
+/// (`crate::rescan`, whose devices include the PF of every VF): sorts `devices`, types the
+/// VFs with a vDPA device, and gives VFs their index (`vf_index`, from the PFs' `virtfnN`
+/// links) and their PF's serial number. Returns the vDPA bus entries it could not place.
+pub(crate) fn finish(
+    root: &Path,
+    devices: &mut [Device],
+    vf_index: &HashMap<PciAddress, u16>,
+) -> Vec<Skipped> {
+    devices.sort_by_key(|d| d.address);
+    let skipped = vdpa::mark_vdpa(root, devices);
     // A vDPA device keeps its VF index but, as in Nova (whose `_get_vpd_details` falls back
     // to the PF's VPD only for a `type-VF`), not its PF's serial number: it is typed first.
     // VF indices and inherited serial numbers need the PFs, which may come later in the
     // directory order.
-    let serials: HashMap<PciAddress, String> = report
-        .devices
+    let serials: HashMap<PciAddress, String> = devices
         .iter()
         .filter_map(|d| Some((d.address, d.vpd.as_ref()?.card_serial_number.clone()?)))
         .collect();
-    for d in &mut report.devices {
+    for d in devices.iter_mut() {
         d.vf_index = vf_index.get(&d.address).copied();
         if d.card_serial_number.is_none()
             && d.dev_type == DevType::Vf
@@ -98,7 +109,40 @@ pub fn scan(root: &Path) -> ScanReport {
             d.card_serial_number = serials.get(&pf).cloned();
         }
     }
-    report
+    skipped
+}
+
+/// What [`read_named`] read.
+pub(crate) struct Named {
+    /// The devices, unsorted and not finished.
+    pub(crate) devices: Vec<Device>,
+    /// The entries skipped, in the order of the names, not logged.
+    pub(crate) skipped: Vec<Skipped>,
+    /// The VF indices read from the PFs' `virtfnN` links.
+    pub(crate) vf_index: HashMap<PciAddress, u16>,
+}
+
+/// Reads the entries `names` of `<root>/bus/pci/devices` exactly as [`scan`] reads each
+/// (a partial rescan, `crate::rescan`). Call [`finish`] on the devices afterwards.
+pub(crate) fn read_named(root: &Path, names: &[String]) -> std::io::Result<Named> {
+    let path = root.join("bus/pci/devices");
+    let dir = DevicesDir::open(&path)?;
+    let devices = Devices {
+        dir: &dir,
+        path: &path,
+    };
+    let mut found = Found::default();
+    for part in read_all(devices, names) {
+        found.devices.extend(part.devices);
+        found.skipped.extend(part.skipped);
+        found.vf_index.extend(part.vf_index);
+    }
+    found.skipped.sort_by_key(|(i, _)| *i);
+    Ok(Named {
+        devices: found.devices,
+        skipped: found.skipped.into_iter().map(|(_, s)| s).collect(),
+        vf_index: found.vf_index,
+    })
 }
 
 /// The device directory, opened once for listing it and for reading each device relative

@@ -107,10 +107,24 @@ impl Serialize for PciAddress {
     }
 }
 
+/// Reads an address from the text the deserializer lends, without copying it.
+struct AddressText;
+
+impl serde::de::Visitor<'_> for AddressText {
+    type Value = PciAddress;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<PciAddress, E> {
+        text.parse().map_err(E::custom)
+    }
+}
+
 impl<'de> Deserialize<'de> for PciAddress {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        d.deserialize_str(AddressText)
     }
 }
 

@@ -105,6 +105,58 @@ impl PackedDevice {
     }
 }
 
+/// Device-facts words (contract 0.1.1, `host.get-device-facts`): one per device, in the
+/// inventory's order. The IOMMU group in bits 0-31 (`0xffff_ffff` none), the socket of the
+/// device's NUMA node in bits 32-47 (`0xffff` none), and the index of the bound driver in the
+/// call's driver table in bits 48-63 (`0xffff` none).
+pub mod facts {
+    const NONE32: u64 = 0xffff_ffff;
+    const NONE16: u64 = 0xffff;
+
+    /// One device's facts, as the contract knows them.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct PackedFacts {
+        /// IOMMU group number (`0xffff_ffff` is not representable and reads as none).
+        pub iommu_group: Option<u32>,
+        /// Socket (physical package) of the device's NUMA node (`0xffff` and above read as
+        /// none).
+        pub socket: Option<u32>,
+        /// Index of the bound driver's name in the driver table.
+        pub driver: Option<u16>,
+    }
+
+    impl PackedFacts {
+        /// The word.
+        pub fn pack(&self) -> u64 {
+            let group = self
+                .iommu_group
+                .filter(|&g| u64::from(g) != NONE32)
+                .map_or(NONE32, u64::from);
+            let socket = self
+                .socket
+                .filter(|&s| u64::from(s) < NONE16)
+                .map_or(NONE16, u64::from);
+            let driver = self
+                .driver
+                .filter(|&d| u64::from(d) != NONE16)
+                .map_or(NONE16, u64::from);
+            group | socket << 32 | driver << 48
+        }
+
+        /// Reads the word back.
+        pub fn unpack(word: u64) -> Self {
+            let group = word & NONE32;
+            let socket = (word >> 32) & NONE16;
+            let driver = word >> 48;
+            Self {
+                iommu_group: (group != NONE32).then_some(group as u32),
+                socket: (socket != NONE16).then_some(socket as u32),
+                driver: (driver != NONE16).then_some(driver as u16),
+            }
+        }
+    }
+}
+
 /// Verdict words: the top two bits say what, the rest is an index into the call's tag sets
 /// or reasons.
 pub mod verdict {
@@ -173,6 +225,16 @@ mod tests {
                 numa_node, vf_product_id, total_vfs, vf_index,
             };
             prop_assert_eq!(PackedDevice::unpack(&d.pack()), d);
+        }
+
+        #[test]
+        fn device_facts_survive_packing(
+            iommu_group in proptest::option::of(0u32..0xffff_ffff),
+            socket in proptest::option::of(0u32..0xffff),
+            driver in proptest::option::of(0u16..0xffff),
+        ) {
+            let f = facts::PackedFacts { iommu_group, socket, driver };
+            prop_assert_eq!(facts::PackedFacts::unpack(f.pack()), f);
         }
 
         #[test]

@@ -78,16 +78,16 @@ fn exchange(mut cmd: Command, what: &str, input: &Value) -> Value {
     // Write from a thread: a script that answers while reading could fill the stdout pipe.
     let writer = std::thread::spawn(move || stdin.write_all(&text));
     let out = child.wait_with_output().expect("wait for the Nova oracle");
-    writer
-        .join()
-        .expect("stdin writer")
-        .unwrap_or_else(|e| panic!("writing to the Nova oracle ({what}): {e}"));
+    let written = writer.join().expect("stdin writer");
+    // A script that dies early (not found, an import error) closes its stdin: its exit status
+    // and stderr say why, the broken pipe does not, so they are checked first.
     assert!(
         out.status.success(),
         "the Nova oracle ({what}) failed with {}:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    written.unwrap_or_else(|e| panic!("writing to the Nova oracle ({what}): {e}"));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "the Nova oracle ({what}) printed no JSON ({e}):\n{}",

@@ -84,12 +84,63 @@ impl std::fmt::Debug for EngineFingerprint {
     }
 }
 
+/// Where a policy's compiled code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodeSource {
+    /// Compiled by Cranelift when the policy was loaded.
+    Compiled,
+    /// Loaded from the artifact cache ([`ArtifactCache`]).
+    Cache,
+    /// Precompiled into the agent's binary when it was built (an embedded default,
+    /// [`crate::EmbeddedPolicy::precompiled`]).
+    Precompiled,
+}
+
+impl CodeSource {
+    /// `compiled`, `cache` or `precompiled`, as the API and the logs show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeSource::Compiled => "compiled",
+            CodeSource::Cache => "cache",
+            CodeSource::Precompiled => "precompiled",
+        }
+    }
+}
+
+impl std::fmt::Display for CodeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The code precompiled into the binary for an embedded default, when `engine` accepts it.
+/// wasmtime checks the artifact against the engine (its version, target, compiler flags, the
+/// CPU features the code uses, tunables and wasm features) before using it.
+///
+/// # Errors
+///
+/// Why the code cannot be used: there is none (the build could not precompile it), or
+/// wasmtime's reason for refusing it; the caller compiles the component instead.
+pub(crate) fn load_precompiled(
+    engine: &PolicyEngine,
+    precompiled: &'static [u8],
+) -> Result<Component, String> {
+    if precompiled.is_empty() {
+        return Err("the build did not precompile it".into());
+    }
+    // SAFETY: wasmtime requires deserialized artifacts to come from a trusted source. These
+    // bytes are part of the agent's own binary (`include_bytes!` of what its build script
+    // produced with wasmtime's `precompile_component`), as trusted as the agent's code, and
+    // immutable for the life of the process.
+    unsafe { Component::deserialize(engine.engine(), precompiled) }.map_err(|e| format!("{e:#}"))
+}
+
 /// A compiled component and where it came from.
 pub struct Compiled {
     /// The component, ready to pre-link.
     pub component: Component,
-    /// It was loaded from the cache rather than compiled.
-    pub from_cache: bool,
+    /// [`CodeSource::Cache`] when loaded from the cache, else [`CodeSource::Compiled`].
+    pub source: CodeSource,
     /// Its cache key ([`EngineFingerprint::key`]); `None` when the engine's fingerprint could
     /// not be taken and the cache was not used.
     pub key: Option<String>,
@@ -152,7 +203,7 @@ impl ArtifactCache {
         let Some(key) = Self::key(engine, wasm) else {
             return Ok(Compiled {
                 component: Component::new(wt, wasm)?,
-                from_cache: false,
+                source: CodeSource::Compiled,
                 key: None,
             });
         };
@@ -171,7 +222,7 @@ impl ArtifactCache {
                         Ok(component) => {
                             return Ok(Compiled {
                                 component,
-                                from_cache: true,
+                                source: CodeSource::Cache,
                                 key: Some(key),
                             });
                         }
@@ -191,7 +242,7 @@ impl ArtifactCache {
         }
         Ok(Compiled {
             component,
-            from_cache: false,
+            source: CodeSource::Compiled,
             key: Some(key),
         })
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use pcitrack_model::cleanup::{CleanupCandidate, CleanupVerdict};
 use pcitrack_model::{Assessment, Device, PciAddress};
 
-use crate::contract::{self, cleanup, matcher, tagger, wit};
+use crate::contract::{self, NodeSockets, cleanup, host_api, matcher, tagger, wit};
 use crate::error::CallError;
 use crate::load::PolicyKind;
 use crate::policy::Policy;
@@ -91,6 +91,9 @@ pub struct PolicySet {
     matchers: Vec<Arc<Policy>>,
     taggers: Vec<Arc<Policy>>,
     cleanups: Vec<Arc<Policy>>,
+    /// The host's NUMA node sockets, for the device facts (`host.get-device-facts`);
+    /// unknown unless given with [`PolicySet::with_node_sockets`].
+    node_sockets: Arc<NodeSockets>,
 }
 
 /// The span of one policy call: every line logged inside it (the policy's own `host.log`
@@ -118,6 +121,27 @@ impl PolicySet {
         set
     }
 
+    /// The same chains, evaluating with `sockets` as the host's NUMA node sockets (what
+    /// `host.get-device-facts` answers for a device's socket; discovery reads them under the
+    /// same root as the devices). Cheap: the policies are shared.
+    pub fn with_node_sockets(&self, sockets: NodeSockets) -> PolicySet {
+        PolicySet {
+            node_sockets: Arc::new(sockets),
+            ..self.clone()
+        }
+    }
+
+    /// The device facts of `devices` for this evaluation, built only when a matcher or
+    /// tagger imports `host.get-device-facts`: a chain whose policies do not ask pays
+    /// nothing for them.
+    fn device_facts(&self, devices: &[Device]) -> Option<Arc<host_api::DeviceFacts>> {
+        self.matchers
+            .iter()
+            .chain(&self.taggers)
+            .any(|p| p.reads_facts())
+            .then(|| Arc::new(contract::device_facts(devices, &self.node_sockets)))
+    }
+
     /// The chain of one kind, in order.
     pub fn chain(&self, kind: PolicyKind) -> &[Arc<Policy>] {
         match kind {
@@ -133,26 +157,36 @@ impl PolicySet {
     pub fn assessments(&self, mut devices: Vec<Device>) -> Vec<Assessment> {
         devices.sort_by_key(|d| d.address);
         let verdicts = self.assess(&devices);
-        devices
-            .into_iter()
-            .zip(verdicts)
-            .map(|(device, v)| Assessment {
-                device,
-                assignable: v.assignable,
-                tags: v.tags.iter().cloned().collect(),
-                remote_managed: v.remote_managed,
-                decided_by: v.decided_by.to_string(),
-                reason: v.reason.map(|r| r.to_string()),
-            })
-            .collect()
+        devices.into_iter().zip(verdicts).map(joined).collect()
+    }
+
+    /// [`PolicySet::assess_some`] joined with the target devices (copied out of
+    /// `devices`): the records the tracker's partial sync takes.
+    pub fn assessments_of(&self, devices: &[Device], targets: Vec<u32>) -> Vec<Assessment> {
+        let picked: Vec<Device> = targets
+            .iter()
+            .map(|&i| devices[i as usize].clone())
+            .collect();
+        let verdicts = self.assess_some(devices, targets);
+        picked.into_iter().zip(verdicts).map(joined).collect()
     }
 
     /// Runs the matcher chain and then the tagger chain over `devices` (sorted by address),
     /// returning one verdict per device, in order.
     pub fn assess(&self, devices: &[Device]) -> Vec<DeviceVerdict> {
+        self.assess_some(devices, (0..devices.len() as u32).collect())
+    }
+
+    /// Runs the chains over the devices at `targets` (ascending indices into `devices`,
+    /// which is sorted by address) with all of `devices` as the inventory the policies see
+    /// (a VF's PF, netdev names for `devname`): one verdict per target, in order. The
+    /// agent's incremental reconcile assesses the devices a uevent burst re-read this way.
+    pub fn assess_some(&self, devices: &[Device], targets: Vec<u32>) -> Vec<DeviceVerdict> {
+        debug_assert!(targets.is_sorted() && targets.iter().all(|&i| (i as usize) < devices.len()));
         let inventory = contract::inventory(devices);
+        let facts = self.device_facts(devices);
         let mut out: Vec<Option<DeviceVerdict>> = vec![None; devices.len()];
-        let mut pending: Vec<u32> = (0..devices.len() as u32).collect();
+        let mut pending: Vec<u32> = targets.clone();
         let mut failures: Vec<String> = Vec::new();
         for policy in &self.matchers {
             if pending.is_empty() {
@@ -160,7 +194,7 @@ impl PolicySet {
             }
             let _span = policy_span(policy).entered();
             let result = policy
-                .call_matcher(&inventory, &pending)
+                .call_matcher(&inventory, facts.as_ref(), &pending)
                 .and_then(|v| check_matcher(v, pending.len()));
             let verdicts = settle(policy, devices, &pending, result, &mut failures);
             pending = decide(
@@ -187,11 +221,11 @@ impl PolicySet {
                 reason: Some(unassigned.clone()),
             });
         }
-        let mut out: Vec<DeviceVerdict> = out
-            .into_iter()
-            .map(|a| a.expect("every device decided"))
+        let mut out: Vec<DeviceVerdict> = targets
+            .iter()
+            .map(|&i| out[i as usize].take().expect("every device decided"))
             .collect();
-        self.run_taggers(devices, &inventory, &mut out);
+        self.run_taggers(devices, &inventory, facts.as_ref(), &targets, &mut out);
         for a in &mut out {
             a.remote_managed = a.assignable
                 && a.tags
@@ -201,10 +235,13 @@ impl PolicySet {
         out
     }
 
+    /// `out[p]` is the verdict on device `targets[p]`.
     fn run_taggers(
         &self,
         devices: &[Device],
         inventory: &wit::Inventory,
+        facts: Option<&Arc<host_api::DeviceFacts>>,
+        targets: &[u32],
         out: &mut [DeviceVerdict],
     ) {
         let mut pending: Vec<u32> = (0..out.len() as u32)
@@ -218,8 +255,11 @@ impl PolicySet {
             let mut sets = Interner::new();
             let candidates: Vec<u64> = pending
                 .iter()
-                .map(|&i| i as u64 | (sets.index_of(&out[i as usize].tags) as u64) << 32)
+                .map(|&i| {
+                    targets[i as usize] as u64 | (sets.index_of(&out[i as usize].tags) as u64) << 32
+                })
                 .collect();
+            let indices: Vec<u32> = pending.iter().map(|&i| targets[i as usize]).collect();
             let wit_sets: Vec<Vec<wit::Tag>> = sets
                 .table()
                 .iter()
@@ -234,9 +274,9 @@ impl PolicySet {
                 .collect();
             let _span = policy_span(policy).entered();
             let result = policy
-                .call_tagger(inventory, &wit_sets, &candidates)
+                .call_tagger(inventory, facts, &wit_sets, &candidates)
                 .and_then(|v| check_tagger(v, pending.len()));
-            let verdicts = settle(policy, devices, &pending, result, &mut Vec::new());
+            let verdicts = settle(policy, devices, &indices, result, &mut Vec::new());
             let (name, no_tags) = (policy.shared_name(), no_tags());
             let mut still = Vec::with_capacity(pending.len());
             for (&i, verdict) in pending.iter().zip(verdicts.iter()) {
@@ -344,6 +384,18 @@ impl PolicySet {
         out.into_iter()
             .map(|o| o.expect("every candidate decided"))
             .collect()
+    }
+}
+
+/// A device with its verdict: the [`Assessment`] the tracker takes.
+fn joined((device, v): (Device, DeviceVerdict)) -> Assessment {
+    Assessment {
+        device,
+        assignable: v.assignable,
+        tags: v.tags.iter().cloned().collect(),
+        remote_managed: v.remote_managed,
+        decided_by: v.decided_by.to_string(),
+        reason: v.reason.map(|r| r.to_string()),
     }
 }
 

@@ -210,7 +210,9 @@ pub fn load_file(
     )
 }
 
-/// Loads the embedded defaults, except those of the kinds in `skip` (replaced by a file).
+/// Loads the embedded defaults, except those of the kinds in `skip` (replaced by a file),
+/// from the code precompiled into the binary when the engine accepts it (no compile, nothing
+/// written to `cache`), else compiled or from `cache` ([`Policy::code_source`] says which).
 pub fn load_embedded(
     engine: &PolicyEngine,
     config: &dyn Fn(&str) -> String,
@@ -220,10 +222,11 @@ pub fn load_embedded(
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
     for e in EMBEDDED.iter().filter(|e| !skip.contains(&e.kind)) {
-        match Policy::load(
+        match Policy::load_code(
             engine,
             e.name,
             e.bytes,
+            Some(e.precompiled),
             PolicyOrigin::Embedded,
             &config(e.name),
             cache,

@@ -58,24 +58,24 @@ pub enum LoadError {
     /// It exports none of the contract's interfaces.
     #[error(
         "{name}: not a pcitrack policy: it exports none of pcitrack:policy/matcher, tagger or \
-         cleanup @{version} (exports: {exports})"
+         cleanup at version {version} (exports: {exports})"
     )]
     NotAPolicy {
         /// The policy's name.
         name: String,
-        /// The contract version this agent speaks.
+        /// The contract versions this agent loads.
         version: &'static str,
         /// What it does export.
         exports: String,
     },
     /// It exports a contract interface of another version.
-    #[error("{name}: built for contract {found}, but this agent speaks pcitrack:policy@{expected}")]
+    #[error("{name}: built for contract {found}, but this agent loads pcitrack:policy {expected}")]
     WrongVersion {
         /// The policy's name.
         name: String,
         /// The export it has.
         found: String,
-        /// The version this agent speaks.
+        /// The versions this agent loads.
         expected: &'static str,
     },
     /// It exports more than one kind.

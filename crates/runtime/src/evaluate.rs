@@ -18,10 +18,13 @@ use crate::error::CallError;
 /// agent's log with one call.
 const MAX_LOG_LINE: usize = 4096;
 
-/// What a store carries: its limits and the name of the policy, for its log lines.
+/// What a store carries: its limits, the name of the policy (for its log lines) and the
+/// device facts of the call in flight (for `host.get-device-facts`; `None` when the policy
+/// does not import the function or the call has no inventory).
 pub(crate) struct StoreState {
     limits: StoreLimits,
     policy: Arc<str>,
+    facts: Option<Arc<host_api::DeviceFacts>>,
 }
 
 impl host_api::Host for StoreState {
@@ -43,19 +46,38 @@ impl host_api::Host for StoreState {
             LogLevel::Error => tracing::error!(policy, "{message}"),
         }
     }
+
+    fn get_device_facts(&mut self) -> host_api::DeviceFacts {
+        match &self.facts {
+            Some(facts) => host_api::DeviceFacts::clone(facts),
+            None => host_api::DeviceFacts {
+                devices: Vec::new(),
+                drivers: Vec::new(),
+            },
+        }
+    }
 }
 
 impl wit::Host for StoreState {}
 
-/// The linker every policy is linked against: the `host` interface and nothing else.
+/// The linker every policy is linked against: the `host` interface and nothing else. It is
+/// built from the newest contract (0.1.1); wasmtime's linker resolves an import of
+/// `host@0.1.0` to it by the semver track `@0.1`, and an older policy imports only what it
+/// knows (`log`), so one linker serves every supported version.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     Agent::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)?;
     Ok(linker)
 }
 
-/// A store with the limits applied and the deadline armed.
-pub(crate) fn new_store(engine: &Engine, limits: Limits, policy: &Arc<str>) -> Store<StoreState> {
+/// A store with the limits applied and the deadline armed, answering
+/// `host.get-device-facts` with `facts`.
+pub(crate) fn new_store(
+    engine: &Engine,
+    limits: Limits,
+    policy: &Arc<str>,
+    facts: Option<Arc<host_api::DeviceFacts>>,
+) -> Store<StoreState> {
     let state = StoreState {
         limits: StoreLimitsBuilder::new()
             .memory_size(limits.memory_bytes)
@@ -66,6 +88,7 @@ pub(crate) fn new_store(engine: &Engine, limits: Limits, policy: &Arc<str>) -> S
             .trap_on_grow_failure(true)
             .build(),
         policy: policy.clone(),
+        facts,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
@@ -98,9 +121,20 @@ pub(crate) fn with_instance<R>(
     policy: &Arc<str>,
     body: impl FnOnce(&mut Store<StoreState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
 ) -> Result<R, CallError> {
+    with_instance_and_facts(pre, engine, policy, None, body)
+}
+
+/// [`with_instance`] for a call whose policy may ask for the device facts of its inventory.
+pub(crate) fn with_instance_and_facts<R>(
+    pre: &InstancePre<StoreState>,
+    engine: &PolicyEngine,
+    policy: &Arc<str>,
+    facts: Option<Arc<host_api::DeviceFacts>>,
+    body: impl FnOnce(&mut Store<StoreState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
+) -> Result<R, CallError> {
     let limits = engine.limits();
     let _clock = engine.awake();
-    let mut store = new_store(pre.engine(), limits, policy);
+    let mut store = new_store(pre.engine(), limits, policy, facts);
     let instance = pre
         .instantiate(&mut store)
         .map_err(|e| call_error(e, limits))?;

@@ -17,6 +17,7 @@ mod contract;
 mod directory;
 mod embedded;
 mod engine;
+mod engine_config;
 mod error;
 mod evaluate;
 mod load;
@@ -24,8 +25,9 @@ mod policy;
 mod stats;
 mod verdicts;
 
-pub use cache::{ArtifactCache, Compiled, EngineFingerprint, Evicted};
+pub use cache::{ArtifactCache, CodeSource, Compiled, EngineFingerprint, Evicted};
 pub use chain::{BUILT_IN, CleanupOutcome, DeviceVerdict, PolicySet};
+pub use contract::{CONTRACT_VERSION, NodeSockets, SUPPORTED_VERSIONS};
 pub use directory::{
     AllowedDigests, DigestError, Loaded, assemble, load_embedded, load_file, load_policies,
     policy_files, policy_name, sha256_hex,

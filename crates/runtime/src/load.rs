@@ -5,8 +5,9 @@ use std::fmt;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
 
-use crate::contract::{CONTRACT_VERSION, PACKAGE};
+use crate::contract::{CONTRACT_VERSION, DEVICE_FACTS_FUNC, PACKAGE, SUPPORTED_VERSIONS};
 use crate::error::LoadError;
 
 /// The three kinds of policy.
@@ -33,9 +34,23 @@ impl PolicyKind {
         }
     }
 
-    /// The full export name this agent expects (`pcitrack:policy/matcher@0.1.0`).
+    /// The full export name of this kind in the contract this agent is built against
+    /// (`pcitrack:policy/matcher@0.1.1`); a policy may also export it under an older version
+    /// of the same track (`@0.1.0`, see [`PolicyKind::of_export`]).
     pub fn export_name(self) -> String {
         format!("{PACKAGE}/{}@{CONTRACT_VERSION}", self.as_str())
+    }
+
+    /// The kind a component export name stands for, when it is one of this contract's
+    /// interfaces at a version this agent loads (`pcitrack:policy/cleanup@0.1.0` or `@0.1.1`).
+    pub fn of_export(name: &str) -> Option<PolicyKind> {
+        let (interface, version) = contract_item(name)?;
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            return None;
+        }
+        PolicyKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == interface)
     }
 }
 
@@ -57,22 +72,53 @@ pub(crate) fn check_header(name: &str, bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// The versions this agent loads, for messages: `0.1.0 or 0.1.1`.
+const SUPPORTED: &str = "0.1.0 or 0.1.1";
+
+/// `("matcher", "0.1.0")` for `pcitrack:policy/matcher@0.1.0`; `None` for a name outside the
+/// contract's package or without a version.
+fn contract_item(name: &str) -> Option<(&str, &str)> {
+    name.strip_prefix(PACKAGE)?
+        .strip_prefix('/')?
+        .split_once('@')
+}
+
+/// Whether an import is one the contract allows: `host` or `types`, at a version this agent
+/// loads.
+fn allowed_import(name: &str) -> bool {
+    contract_item(name).is_some_and(|(interface, version)| {
+        matches!(interface, "host" | "types") && SUPPORTED_VERSIONS.contains(&version)
+    })
+}
+
+/// Whether the component imports `host.get-device-facts` (contract 0.1.1): only then does
+/// the agent build the facts for its calls. A policy built with 0.1.1 that never calls the
+/// function does not import it (wit-component keeps only the imports the code uses).
+pub(crate) fn reads_device_facts(engine: &Engine, component: &Component) -> bool {
+    component.component_type().imports(engine).any(|(n, item)| {
+        contract_item(n).is_some_and(|(interface, _)| interface == "host")
+            && match item.ty {
+                ComponentItem::ComponentInstance(host) => {
+                    host.get_export(engine, DEVICE_FACTS_FUNC).is_some()
+                }
+                _ => false,
+            }
+    })
+}
+
 /// The kind of a compiled component, after checking its exports and imports against the
-/// contract.
+/// contract: exactly one of `matcher`, `tagger` or `cleanup` at a version the agent loads
+/// (0.1.0 or 0.1.1), and no import but `host` and `types` of those versions.
 pub(crate) fn classify(
     name: &str,
     engine: &Engine,
     component: &Component,
 ) -> Result<PolicyKind, LoadError> {
     let ty = component.component_type();
-    let allowed_imports = [
-        format!("{PACKAGE}/host@{CONTRACT_VERSION}"),
-        format!("{PACKAGE}/types@{CONTRACT_VERSION}"),
-    ];
     let forbidden: Vec<String> = ty
         .imports(engine)
         .map(|(n, _)| n.to_string())
-        .filter(|n| !allowed_imports.contains(n))
+        .filter(|n| !allowed_import(n))
         .collect();
     if !forbidden.is_empty() {
         return Err(LoadError::ForbiddenImports {
@@ -81,10 +127,13 @@ pub(crate) fn classify(
         });
     }
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-    let kinds: Vec<PolicyKind> = PolicyKind::ALL
-        .into_iter()
-        .filter(|k| exports.contains(&k.export_name()))
+    let mut kinds: Vec<PolicyKind> = exports
+        .iter()
+        .filter_map(|e| PolicyKind::of_export(e))
         .collect();
+    // One kind exported at two versions of the track is still one kind.
+    kinds.sort();
+    kinds.dedup();
     match kinds.as_slice() {
         [kind] => Ok(*kind),
         [] => {
@@ -97,11 +146,11 @@ pub(crate) fn classify(
                 Some(found) => LoadError::WrongVersion {
                     name: name.into(),
                     found: found.clone(),
-                    expected: CONTRACT_VERSION,
+                    expected: SUPPORTED,
                 },
                 None => LoadError::NotAPolicy {
                     name: name.into(),
-                    version: CONTRACT_VERSION,
+                    version: SUPPORTED,
                     exports: if exports.is_empty() {
                         "nothing".into()
                     } else {

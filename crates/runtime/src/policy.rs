@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use wasmtime::component::InstancePre;
 
-use crate::cache::ArtifactCache;
-use crate::contract::{cleanup, matcher, tagger, wit};
+use crate::cache::{ArtifactCache, CodeSource, load_precompiled};
+use crate::contract::{cleanup, host_api, matcher, tagger, wit};
 use crate::engine::PolicyEngine;
 use crate::error::{CallError, LoadError};
-use crate::evaluate::{StoreState, linker, with_instance};
-use crate::load::{PolicyKind, check_header, classify};
+use crate::evaluate::{StoreState, linker, with_instance, with_instance_and_facts};
+use crate::load::{PolicyKind, check_header, classify, reads_device_facts};
 use crate::stats::{PolicyStats, StatsSnapshot};
 use crate::verdicts::VerdictMemory;
 
@@ -52,7 +52,10 @@ pub struct Policy {
     engine: PolicyEngine,
     pre: InstancePre<StoreState>,
     entry: Entry,
-    from_cache: bool,
+    /// Whether it imports `host.get-device-facts` (contract 0.1.1): only then are the facts
+    /// handed to its calls.
+    reads_facts: bool,
+    code: CodeSource,
     /// The key of its compiled artifact, when loaded through a cache.
     artifact: Option<String>,
     load_time: std::time::Duration,
@@ -65,11 +68,12 @@ pub struct Policy {
 
 /// The body every call shares: a fresh instance, `init` with the policy's configuration
 /// (an `Err` from it is the policy refusing), then the call itself. A macro because the
-/// generated guest types differ per kind.
+/// generated guest types differ per kind. `$facts` answers `host.get-device-facts`.
 macro_rules! call {
-    ($policy:expr, $ix:expr, |$g:ident, $store:ident| $call:expr) => {{
+    ($policy:expr, $ix:expr, $facts:expr, |$g:ident, $store:ident| $call:expr) => {{
         let p = $policy;
-        let r = with_instance(&p.pre, &p.engine, &p.name, |store, instance| {
+        let facts = $facts;
+        let r = with_instance_and_facts(&p.pre, &p.engine, &p.name, facts, |store, instance| {
             let $g = $ix.load(&mut *store, instance)?;
             if let Err(e) = $g.call_init(&mut *store, &p.config)? {
                 return Ok(Err(e));
@@ -100,6 +104,23 @@ impl Policy {
         config: &str,
         cache: Option<&ArtifactCache>,
     ) -> Result<Policy, LoadError> {
+        Self::load_code(engine, name, bytes, None, origin, config, cache)
+    }
+
+    /// [`Policy::load`], trying first the code `precompiled` into the binary for these bytes
+    /// (an embedded default's, [`crate::EmbeddedPolicy::precompiled`]): when the engine
+    /// accepts it, nothing is compiled and the cache is not touched; when it does not (the
+    /// build could not precompile, or the engine's settings differ), the refusal is logged
+    /// and the bytes are compiled (or taken from `cache`) as [`Policy::load`] does.
+    pub(crate) fn load_code(
+        engine: &PolicyEngine,
+        name: &str,
+        bytes: &[u8],
+        precompiled: Option<&'static [u8]>,
+        origin: PolicyOrigin,
+        config: &str,
+        cache: Option<&ArtifactCache>,
+    ) -> Result<Policy, LoadError> {
         let started = Instant::now();
         check_header(name, bytes)?;
         let wt = engine.engine();
@@ -107,18 +128,27 @@ impl Policy {
             name: name.into(),
             reason: format!("{e:#}"),
         };
-        let (component, from_cache, artifact) = match cache {
-            Some(cache) => {
-                let c = cache.load_or_compile(engine, bytes).map_err(invalid)?;
-                (c.component, c.from_cache, c.key)
+        let precompiled = precompiled.and_then(|code| match load_precompiled(engine, code) {
+            Ok(component) => Some(component),
+            Err(reason) => {
+                tracing::info!(policy = name, %reason, "compiling a default whose precompiled code this engine does not accept");
+                None
             }
-            None => (
+        });
+        let (component, code, artifact) = match (precompiled, cache) {
+            (Some(component), _) => (component, CodeSource::Precompiled, None),
+            (None, Some(cache)) => {
+                let c = cache.load_or_compile(engine, bytes).map_err(invalid)?;
+                (c.component, c.source, c.key)
+            }
+            (None, None) => (
                 wasmtime::component::Component::new(wt, bytes).map_err(invalid)?,
-                false,
+                CodeSource::Compiled,
                 None,
             ),
         };
         let kind = classify(name, wt, &component)?;
+        let reads_facts = reads_device_facts(wt, &component);
         let shape = |e: wasmtime::Error| LoadError::WrongShape {
             name: name.into(),
             kind: kind.as_str(),
@@ -145,7 +175,8 @@ impl Policy {
             engine: engine.clone(),
             pre,
             entry,
-            from_cache,
+            reads_facts,
+            code,
             artifact,
             load_time: std::time::Duration::ZERO,
             last_verdicts: VerdictMemory::default(),
@@ -221,7 +252,13 @@ impl Policy {
 
     /// Whether the compiled code came from the artifact cache.
     pub fn from_cache(&self) -> bool {
-        self.from_cache
+        self.code == CodeSource::Cache
+    }
+
+    /// Where its compiled code came from: compiled at load, the artifact cache, or
+    /// precompiled into the binary.
+    pub fn code_source(&self) -> CodeSource {
+        self.code
     }
 
     /// The key of its compiled artifact in the cache it was loaded through (see
@@ -240,16 +277,32 @@ impl Policy {
         self.stats.snapshot()
     }
 
-    /// One matcher call: a fresh instance, `init`, `evaluate`.
+    /// Whether it imports `host.get-device-facts`: a chain builds the facts only when one
+    /// of its policies does.
+    pub(crate) fn reads_facts(&self) -> bool {
+        self.reads_facts
+    }
+
+    /// The facts to hand to one of its calls: `facts` when it reads them.
+    fn facts_for(
+        &self,
+        facts: Option<&Arc<host_api::DeviceFacts>>,
+    ) -> Option<Arc<host_api::DeviceFacts>> {
+        facts.filter(|_| self.reads_facts).cloned()
+    }
+
+    /// One matcher call: a fresh instance, `init`, `evaluate`. `facts` are the inventory's
+    /// device facts, when the chain built them.
     pub(crate) fn call_matcher(
         &self,
         inventory: &wit::Inventory,
+        facts: Option<&Arc<host_api::DeviceFacts>>,
         targets: &[u32],
     ) -> Result<matcher::Verdicts, CallError> {
         let Entry::Matcher(ix) = &self.entry else {
             return Err(self.wrong_kind(PolicyKind::Matcher));
         };
-        call!(self, ix, |g, store| g
+        call!(self, ix, self.facts_for(facts), |g, store| g
             .call_evaluate(store, inventory, targets))
     }
 
@@ -257,13 +310,14 @@ impl Policy {
     pub(crate) fn call_tagger(
         &self,
         inventory: &wit::Inventory,
+        facts: Option<&Arc<host_api::DeviceFacts>>,
         tag_sets: &[Vec<wit::Tag>],
         candidates: &[u64],
     ) -> Result<tagger::Verdicts, CallError> {
         let Entry::Tagger(ix) = &self.entry else {
             return Err(self.wrong_kind(PolicyKind::Tagger));
         };
-        call!(self, ix, |g, store| g
+        call!(self, ix, self.facts_for(facts), |g, store| g
             .call_evaluate(store, inventory, tag_sets, candidates))
     }
 
@@ -276,7 +330,7 @@ impl Policy {
         let Entry::Cleanup(ix) = &self.entry else {
             return Err(self.wrong_kind(PolicyKind::Cleanup));
         };
-        call!(self, ix, |g, store| g
+        call!(self, ix, None, |g, store| g
             .call_evaluate(store, tracked, candidates))
     }
 

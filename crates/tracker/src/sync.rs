@@ -88,15 +88,44 @@ fn profile_of(a: &Assessment, parent_ifname: Option<&String>) -> Profile {
     }
 }
 
+/// Which tracked devices a sync speaks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// Every device: what the host reports is the whole inventory (a full rescan).
+    All,
+    /// Only these addresses (a partial rescan's scope: the devices a uevent burst re-read,
+    /// with their relatives); the other tracked devices stand as the last sync left them.
+    Only(&'a BTreeSet<PciAddress>),
+}
+
+impl Scope<'_> {
+    fn covers(self, a: PciAddress) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Only(set) => set.contains(&a),
+        }
+    }
+}
+
+/// One sync, full or partial: the same per-device rules either way. A partial sync differs
+/// only in which tracked devices can be found unreported (those of its scope), and in how
+/// the cleanup chain sees the others: as the last sync left them (reported unless already
+/// missing, with their missing count unchanged). So a partial sync counts as one sync for
+/// the missing devices of its scope only.
 pub(crate) fn sync_in(
     work: &mut Work<'_>,
     assessed: &[Assessment],
+    scope: Scope<'_>,
     cleanup: &dyn CleanupPolicy,
 ) -> Result<SyncReport, TrackerError> {
     let mut report = SyncReport::default();
     let ifnames = parent_ifnames(assessed);
     let mut reported: BTreeMap<PciAddress, &Assessment> = BTreeMap::new();
     for a in assessed.iter().filter(|a| a.assignable) {
+        if !scope.covers(a.device.address) {
+            tracing::warn!(address = %a.device.address, "assessed outside the sync's scope; ignored");
+            continue;
+        }
         if reported.insert(a.device.address, a).is_some() {
             tracing::warn!(address = %a.device.address, "reported twice; the last record wins");
         }
@@ -155,14 +184,24 @@ pub(crate) fn sync_in(
 
     // Unreported devices: the cleanup chain (views built only when there are candidates: an
     // unchanged sync must stay cheap).
-    let any_missing = base.devices.keys().any(|a| !reported.contains_key(a));
+    let any_missing = base
+        .devices
+        .keys()
+        .any(|&a| scope.covers(a) && !reported.contains_key(&a));
     let views: Vec<CleanupCandidate> = if !any_missing {
         Vec::new()
     } else {
         base.devices
             .values()
             .map(|t| {
-                let is_reported = reported.contains_key(&t.address());
+                let (is_reported, missing_syncs) = if !scope.covers(t.address()) {
+                    // As the last sync left it.
+                    (t.missing_syncs == 0, t.missing_syncs)
+                } else if reported.contains_key(&t.address()) {
+                    (true, 0)
+                } else {
+                    (false, t.missing_syncs.saturating_add(1))
+                };
                 CleanupCandidate {
                     address: t.address(),
                     vendor_id: t.profile.device.vendor_id,
@@ -172,16 +211,14 @@ pub(crate) fn sync_in(
                     owner: t.instance_uuid.clone(),
                     parent: t.parent_addr(),
                     reported: is_reported,
-                    missing_syncs: if is_reported {
-                        0
-                    } else {
-                        t.missing_syncs.saturating_add(1)
-                    },
+                    missing_syncs,
                 }
             })
             .collect()
     };
-    let candidates: Vec<usize> = (0..views.len()).filter(|&i| !views[i].reported).collect();
+    let candidates: Vec<usize> = (0..views.len())
+        .filter(|&i| !views[i].reported && scope.covers(views[i].address))
+        .collect();
     if !candidates.is_empty() {
         let mut verdicts = cleanup.decide(&views, &candidates);
         if verdicts.len() != candidates.len() {

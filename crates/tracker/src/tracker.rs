@@ -5,7 +5,7 @@
 //! rows that changed, commit. A refusal rolls back having written nothing, and an operation
 //! that changes nothing writes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use pcitrack_model::tag_value::bool_from_tag;
@@ -20,7 +20,7 @@ use crate::record::TrackedDevice;
 use crate::request::PciRequest;
 use crate::state::{State, Work};
 use crate::store::{SqliteStore, Store, StoreError};
-use crate::sync::{SyncReport, sync_in};
+use crate::sync::{Scope, SyncReport, sync_in};
 
 /// A device a claim reserved: what a consumer needs to attach it (Nova's libvirt driver
 /// reads the same fields from the `PciDevice`: address, type, ids, NUMA node, `managed`,
@@ -393,7 +393,27 @@ impl<S: Store> Tracker<S> {
         assessed: &[Assessment],
         cleanup: &dyn CleanupPolicy,
     ) -> Result<SyncReport, TrackerError> {
-        self.write(|work| sync_in(work, assessed, cleanup))
+        self.write(|work| sync_in(work, assessed, Scope::All, cleanup))
+    }
+
+    /// Reconciles only the devices of `scope` (a partial rescan's: the devices a uevent
+    /// burst re-read, with their relatives) with `assessed` (their assessments; a device of
+    /// the scope without one is gone), by the same rules as [`Tracker::sync`]. Tracked
+    /// devices outside `scope` stay as they are, except that `unavailable`/`unclaimable`
+    /// are re-derived over all devices as every sync does; the cleanup chain sees them as
+    /// the last sync left them.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Store`] when the database cannot be read or written (nothing is
+    /// written then).
+    pub fn sync_some(
+        &mut self,
+        assessed: &[Assessment],
+        scope: &BTreeSet<PciAddress>,
+        cleanup: &dyn CleanupPolicy,
+    ) -> Result<SyncReport, TrackerError> {
+        self.write(|work| sync_in(work, assessed, Scope::Only(scope), cleanup))
     }
 
     /// Claims devices for `instance`: all requests are met, or nothing changes. Devices are

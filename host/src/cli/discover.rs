@@ -8,7 +8,7 @@ use clap::Args;
 use pcitrack_discovery::ScanReport;
 use pcitrack_model::DevType;
 
-use super::output::{Format, out, outln};
+use super::output::{Format, out, write_json};
 use super::pci_names::PciNames;
 use crate::config::Config;
 
@@ -31,7 +31,7 @@ pub fn discover(args: DiscoverArgs, config: &Config) -> anyhow::Result<ExitCode>
     let report = pcitrack_discovery::scan(&root);
     super::source::warn_skipped(&report);
     match args.format {
-        Format::Json => outln!("{}", serde_json::to_string_pretty(&report.devices)?),
+        Format::Json => write_json(&report.devices)?,
         Format::Table => out!("{}", render_table(&report)),
     }
     Ok(ExitCode::SUCCESS)

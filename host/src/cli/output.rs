@@ -6,9 +6,10 @@
 //! classic Unix tool killed by `SIGPIPE` (Rust ignores that signal, so the write fails with
 //! `EPIPE` instead). The agent (`pcitrack run`) writes nothing to standard output.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 
 use clap::ValueEnum;
+use serde::{Serialize, Serializer};
 
 /// Standard output was closed by its reader. Not a failure of the command: `main` exits
 /// quietly with [`StdoutClosed::EXIT_STATUS`].
@@ -29,10 +30,52 @@ impl StdoutClosed {
 /// with the context that it was standard output.
 pub fn write_stdout(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+    stdout_result(stdout.write_fmt(args).and_then(|()| stdout.flush()))
+}
+
+/// Room of the buffer JSON is streamed through: standard output is line-buffered, and pretty
+/// JSON is a line per field, so unbuffered it would cost a `write` per field.
+const JSON_BUFFER: usize = 64 << 10;
+
+/// Writes `value` as pretty JSON (two-space indent, as `serde_json::to_string_pretty`) and a
+/// newline to standard output, serialised straight into a buffer over it: a list of records
+/// goes out as it is serialised, never as one string of the whole output.
+///
+/// # Errors
+///
+/// As [`write_stdout`]: [`StdoutClosed`] when the reader has gone; a serialisation error
+/// (a map with non-string keys, which our rows do not have) or any other write error.
+pub fn write_json(value: &impl Serialize) -> anyhow::Result<()> {
+    let mut out = BufWriter::with_capacity(JSON_BUFFER, std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    stdout_result(written)
+}
+
+/// A write to standard output's result, a closed pipe as [`StdoutClosed`].
+fn stdout_result(written: std::io::Result<()>) -> anyhow::Result<()> {
+    match written {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
         Err(e) => Err(anyhow::Error::new(e).context("writing to standard output")),
+    }
+}
+
+/// A JSON list serialised from an iterator as it goes, with the same bytes a `Vec` of the
+/// same items gives: rows are made one at a time and written, never collected. The closure
+/// makes the iterator (serialising takes `&self`).
+pub struct JsonList<F>(pub F);
+
+impl<F, I> Serialize for JsonList<F>
+where
+    F: Fn() -> I,
+    I: IntoIterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
     }
 }
 
@@ -93,6 +136,25 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::JsonList;
+
+    #[test]
+    fn a_streamed_list_has_the_bytes_of_a_vec() {
+        for rows in [
+            vec![],
+            vec![serde_json::json!({"a": {"b": [1, 2]}, "c": "d"}); 3],
+        ] {
+            let streamed = serde_json::to_string_pretty(&JsonList(|| rows.iter())).unwrap();
+            assert_eq!(streamed, serde_json::to_string_pretty(&rows).unwrap());
+            // A filtered iterator does not know its length: still the same bytes.
+            let filtered = JsonList(|| rows.iter().filter(|_| true));
+            assert_eq!(
+                serde_json::to_string_pretty(&filtered).unwrap(),
+                serde_json::to_string_pretty(&rows).unwrap()
+            );
+        }
+    }
+
     #[test]
     fn aligns_columns() {
         let t = super::table(&["a", "bb"], &[vec!["xxx".into(), "y".into()]]);

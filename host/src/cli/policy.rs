@@ -9,9 +9,9 @@ use clap::Subcommand;
 use pcitrack_runtime::{Policy, PolicyEngine, PolicyKind, PolicyOrigin, policy_name, sha256_hex};
 use serde::Serialize;
 
-use super::output::{Format, out, outln, table};
+use super::output::{Format, JsonList, out, outln, table, write_json};
 use crate::config::Config;
-use crate::ops::VerdictRow;
+use crate::ops::{VerdictRow, VerdictView};
 
 /// `pcitrack policy` subcommands.
 #[derive(Debug, Subcommand)]
@@ -217,13 +217,19 @@ fn eval(
             }
         );
     }
-    let rows: Vec<VerdictRow> = crate::pipeline::evaluate(&policies.loaded.set, &devices)
-        .iter()
-        .map(VerdictRow::from)
-        .collect();
+    // The devices move into their assessments (no copy: this command is run on files of
+    // hundreds of thousands of records).
+    let sockets = super::source::read_node_sockets(source, config);
+    let assessed = policies
+        .loaded
+        .set
+        .with_node_sockets(sockets)
+        .assessments(devices);
     match format {
-        Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?),
+        // Streamed: one row at a time, borrowed from its assessment.
+        Format::Json => write_json(&JsonList(|| assessed.iter().map(VerdictView::from)))?,
         Format::Table => {
+            let rows: Vec<VerdictRow> = assessed.iter().map(VerdictRow::from).collect();
             let cells: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
@@ -265,6 +271,9 @@ fn eval(
             );
         }
     }
+    // The process ends here: handing the records back to the allocator one by one would
+    // cost more than the output did.
+    std::mem::forget(assessed);
     Ok(ExitCode::SUCCESS)
 }
 

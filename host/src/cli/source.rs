@@ -24,9 +24,11 @@ pub struct DeviceSource {
 pub fn read_devices(source: &DeviceSource, config: &Config) -> anyhow::Result<Vec<Device>> {
     let mut devices = match &source.devices {
         Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            serde_json::from_str::<Vec<Device>>(&text)
+            // Read whole, parsed in place into typed records (serde_json checks the UTF-8 as
+            // it goes; ids and addresses are read from the buffer, not copied out first).
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            serde_json::from_slice::<Vec<Device>>(&bytes)
                 .with_context(|| format!("{} is not a JSON list of devices", file.display()))?
         }
         None => {
@@ -45,6 +47,21 @@ fn scan(root: &std::path::Path) -> anyhow::Result<Vec<Device>> {
     let report = pcitrack_discovery::scan(root);
     warn_skipped(&report);
     Ok(report.devices)
+}
+
+/// The NUMA node sockets of the tree `source` reads (none for a devices file, whose records
+/// carry no topology): what the policies' device facts (`host.get-device-facts`) give as a
+/// device's socket.
+pub fn read_node_sockets(source: &DeviceSource, config: &Config) -> pcitrack_runtime::NodeSockets {
+    if source.devices.is_some() {
+        return pcitrack_runtime::NodeSockets::default();
+    }
+    let root = source
+        .sysfs_root
+        .clone()
+        .unwrap_or_else(|| config.sysfs_root());
+    let topology = pcitrack_discovery::numa_topology(&root);
+    crate::pipeline::node_sockets(&crate::ops::host_cells(&topology))
 }
 
 /// Names every device sysfs could not read, on stderr; the others are used as usual.

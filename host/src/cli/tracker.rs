@@ -13,7 +13,7 @@ use clap::Args;
 use pcitrack_model::{DevType, DeviceStatus};
 use pcitrack_tracker::{ClaimedDevice, FreeReport, SqliteStore, Tracker};
 
-use super::output::{Format, out, outln, table};
+use super::output::{Format, out, outln, table, write_json};
 use super::source::{DeviceSource, read_devices};
 use crate::client::Client;
 use crate::config::Config;
@@ -114,8 +114,11 @@ pub fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
         bail!("the configuration was refused by a policy; nothing was synced");
     }
     let mut tracker = args.db.open(config)?;
-    let report =
-        crate::pipeline::sync(&mut tracker, &policies.loaded.set, &devices).context("sync")?;
+    let set = policies
+        .loaded
+        .set
+        .with_node_sockets(super::source::read_node_sockets(&args.source, config));
+    let report = crate::pipeline::sync(&mut tracker, &set, &devices).context("sync")?;
     match args.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => {
@@ -184,7 +187,7 @@ pub fn devices(args: DevicesArgs, config: &Config) -> anyhow::Result<ExitCode> {
         Target::Direct(mut t) => ops::devices(&mut t, &query)?,
     };
     match args.format {
-        Format::Json => outln!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Json => write_json(&rows)?,
         Format::Table => {
             let cells: Vec<Vec<String>> = rows
                 .iter()
@@ -240,7 +243,7 @@ pub fn pools(args: PoolsArgs, config: &Config) -> anyhow::Result<ExitCode> {
         Target::Direct(mut t) => ops::pools(&mut t)?,
     };
     match args.format {
-        Format::Json => outln!("{}", serde_json::to_string_pretty(&pools)?),
+        Format::Json => write_json(&pools)?,
         Format::Table => {
             let cells: Vec<Vec<String>> = pools
                 .iter()

@@ -3,11 +3,13 @@
 //! the uevent listeners do goes through here.
 //!
 //! Locking: one reconcile at a time (`reconcile_lock`, held from the scan to the commit so an
-//! older scan can never be written after a newer one); the tracker behind its own mutex, held
+//! older scan can never be written after a newer one; it guards the inventory a uevent
+//! burst's partial rescan is patched into); the tracker behind its own mutex, held
 //! for one transaction at a time (claims and syncs interleave, and SQLite's write lock backs
 //! it for other processes); policies in an `ArcSwap`, so an evaluation keeps the set it
 //! started with while a reload swaps in the next one.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +17,7 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use pcitrack_model::DeviceStatus;
+use pcitrack_model::{Device, DeviceStatus, PciAddress};
 use pcitrack_runtime::PolicySet;
 use pcitrack_tracker::{DeviceFilter, HostNumaCell, SqliteStore, Tracker};
 use serde::Serialize;
@@ -24,7 +26,7 @@ use super::metrics::Metrics;
 use super::registry::{PoliciesReport, PolicyRegistry, RefreshReport};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::ops::VerdictRow;
-use crate::pipeline::{RuntimeCleanup, evaluate};
+use crate::pipeline::{RuntimeCleanup, evaluate, patch, sync_some};
 
 /// The outcome of one reconcile pass, as the API reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -35,8 +37,13 @@ pub struct ReconcileSummary {
     pub at: u64,
     /// How long it took, in milliseconds.
     pub duration_ms: f64,
-    /// Devices sysfs reported.
+    /// Devices sysfs reported (the whole inventory, after an incremental pass too).
     pub discovered: usize,
+    /// Whether only the devices a uevent burst named, with their relatives, were re-read
+    /// and reconciled (an incremental pass); otherwise the whole host was rescanned.
+    pub incremental: bool,
+    /// Devices read from sysfs in this pass (every device in a full rescan).
+    pub reread: usize,
     /// Devices sysfs could not read (each was named in the log).
     pub skipped: usize,
     /// Devices the matchers made assignable.
@@ -59,7 +66,9 @@ pub struct Agent {
     policies: ArcSwap<PolicySet>,
     registry: Mutex<PolicyRegistry>,
     tracker: Mutex<Tracker<SqliteStore>>,
-    reconcile_lock: Mutex<()>,
+    /// One reconcile at a time; the inventory: the last full scan with the partial rescans
+    /// since patched in, sorted by address (what the policies see in an incremental pass).
+    reconcile_lock: Mutex<Vec<Device>>,
     verdicts: ArcSwap<Vec<VerdictRow>>,
     last_reconcile: Mutex<Option<ReconcileSummary>>,
     last_config_error: Mutex<Option<String>>,
@@ -73,6 +82,19 @@ pub struct Agent {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these leaves consistent data (the tracker rolls back).
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Logs what a sync did, device by device.
+fn log_sync(sync: &pcitrack_tracker::SyncReport) {
+    for a in &sync.added {
+        tracing::info!(device = %a, "device added");
+    }
+    for a in &sync.deleted {
+        tracing::info!(device = %a, "device deleted");
+    }
+    for (a, why) in &sync.kept {
+        tracing::debug!(device = %a, reason = %why, "unreported device kept");
+    }
 }
 
 fn now_secs() -> u64 {
@@ -106,7 +128,7 @@ impl Agent {
             policies: ArcSwap::from_pointee(set),
             registry: Mutex::new(registry),
             tracker: Mutex::new(tracker),
-            reconcile_lock: Mutex::new(()),
+            reconcile_lock: Mutex::new(Vec::new()),
             verdicts: ArcSwap::from_pointee(Vec::new()),
             last_reconcile: Mutex::new(None),
             last_config_error: Mutex::new(None),
@@ -131,20 +153,44 @@ impl Agent {
 
     /// Scans sysfs, evaluates the policies and brings the database in line. One at a time.
     pub fn reconcile(&self, trigger: &str) -> anyhow::Result<ReconcileSummary> {
-        let _one = lock(&self.reconcile_lock);
+        self.reconcile_with(trigger, None)
+    }
+
+    /// A uevent burst's incremental reconcile: re-reads only the devices `named` with their
+    /// relatives (`pcitrack_discovery::rescan`), assesses them within the whole inventory
+    /// and reconciles exactly those. Falls back to a full rescan when the partial one
+    /// cannot read the device directory.
+    pub fn reconcile_devices(
+        &self,
+        named: &BTreeSet<PciAddress>,
+    ) -> anyhow::Result<ReconcileSummary> {
+        self.reconcile_with("uevent", Some(named))
+    }
+
+    fn reconcile_with(
+        &self,
+        trigger: &str,
+        named: Option<&BTreeSet<PciAddress>>,
+    ) -> anyhow::Result<ReconcileSummary> {
+        let mut inventory = lock(&self.reconcile_lock);
         if self.stopping() {
             anyhow::bail!("the agent is stopping");
         }
         let span = tracing::info_span!("reconcile", trigger);
         let _enter = span.enter();
         let started = Instant::now();
-        let result = self.reconcile_locked(trigger, started);
+        let result = match named {
+            Some(named) => self.reconcile_some(&mut inventory, named, started),
+            None => self.reconcile_locked(&mut inventory, trigger, started),
+        };
         match &result {
             Ok(s) => {
                 self.metrics
                     .reconciled(trigger, started.elapsed().as_secs_f64());
                 tracing::info!(
                     duration_ms = s.duration_ms,
+                    incremental = s.incremental,
+                    reread = s.reread,
                     discovered = s.discovered,
                     added = s.added,
                     updated = s.updated,
@@ -163,6 +209,7 @@ impl Agent {
 
     fn reconcile_locked(
         &self,
+        inventory: &mut Vec<Device>,
         trigger: &str,
         started: Instant,
     ) -> anyhow::Result<ReconcileSummary> {
@@ -179,7 +226,7 @@ impl Agent {
         for s in &report.skipped {
             tracing::warn!(device = %s.entry, reason = %s.reason, "skipped an unreadable device");
         }
-        let set = self.policies.load_full();
+        let set = self.evaluation_set();
         let assessed = evaluate(&set, &report.devices);
         let sync = {
             let mut tracker = lock(&self.tracker);
@@ -187,24 +234,92 @@ impl Agent {
                 .sync(&assessed, &RuntimeCleanup(&set))
                 .context("writing the reconcile")?
         };
-        for a in &sync.added {
-            tracing::info!(device = %a, "device added");
-        }
-        for a in &sync.deleted {
-            tracing::info!(device = %a, "device deleted");
-        }
-        for (a, why) in &sync.kept {
-            tracing::debug!(device = %a, reason = %why, "unreported device kept");
-        }
+        log_sync(&sync);
         let rows = assessed.iter().map(VerdictRow::from).collect();
         self.verdicts.store(Arc::new(rows));
-        Ok(ReconcileSummary {
+        let summary = ReconcileSummary {
             trigger: trigger.to_string(),
             at: now_secs(),
             duration_ms: started.elapsed().as_secs_f64() * 1e3,
             discovered: report.devices.len(),
+            incremental: false,
+            reread: report.devices.len() + report.skipped.len(),
             skipped: report.skipped.len(),
             assignable: assessed.iter().filter(|a| a.assignable).count(),
+            added: sync.added.len(),
+            updated: sync.updated.len(),
+            deleted: sync.deleted.len(),
+            kept: sync.kept.len(),
+        };
+        *inventory = report.devices;
+        Ok(summary)
+    }
+
+    /// The incremental pass of [`Agent::reconcile_devices`], under the reconcile lock.
+    fn reconcile_some(
+        &self,
+        inventory: &mut Vec<Device>,
+        named: &BTreeSet<PciAddress>,
+        started: Instant,
+    ) -> anyhow::Result<ReconcileSummary> {
+        let root = self.config().sysfs_root();
+        let rescan = match pcitrack_discovery::rescan(&root, inventory, named) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-read the devices a uevent named; full rescan");
+                return self.reconcile_locked(inventory, "uevent", started);
+            }
+        };
+        for s in &rescan.skipped {
+            tracing::warn!(device = %s.entry, reason = %s.reason, "skipped an unreadable device");
+        }
+        let scope = rescan.scope;
+        let skipped = rescan.skipped.len();
+        let reread = rescan.devices.len() + skipped;
+        let devices = patch(
+            std::mem::take(inventory),
+            |d| d.address,
+            &scope,
+            rescan.devices,
+        );
+        let set = self.evaluation_set();
+        let result = {
+            let mut tracker = lock(&self.tracker);
+            sync_some(&mut tracker, &set, &devices, &scope)
+        };
+        let discovered = devices.len();
+        *inventory = devices;
+        let (assessed, sync) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                // The inventory has the re-read devices but the database does not: only a
+                // full pass brings both in line again.
+                tracing::error!(error = %e, "writing the incremental reconcile failed; full rescan");
+                return self.reconcile_locked(inventory, "uevent", started);
+            }
+        };
+        log_sync(&sync);
+        let rows = patch(
+            (*self.verdicts.load_full()).clone(),
+            |r: &VerdictRow| {
+                r.address
+                    .parse()
+                    .expect("a verdict row's address is the device's, printed")
+            },
+            &scope,
+            assessed.iter().map(VerdictRow::from).collect(),
+        );
+        let assignable = rows.iter().filter(|r| r.assignable).count();
+        self.verdicts.store(Arc::new(rows));
+        Ok(ReconcileSummary {
+            trigger: "uevent".to_string(),
+            at: now_secs(),
+            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+            discovered,
+            incremental: true,
+            reread,
+            skipped,
+            assignable,
             added: sync.added.len(),
             updated: sync.updated.len(),
             deleted: sync.deleted.len(),
@@ -294,6 +409,15 @@ impl Agent {
     /// The effective chains and every policy's status.
     pub fn policies_report(&self) -> PoliciesReport {
         lock(&self.registry).report()
+    }
+
+    /// The chains to evaluate with: the effective policy set, with the host's NUMA node
+    /// sockets from the last full scan for the policies' device facts
+    /// (`host.get-device-facts`, contract 0.1.1).
+    fn evaluation_set(&self) -> PolicySet {
+        self.policies
+            .load()
+            .with_node_sockets(crate::pipeline::node_sockets(&self.host_cells()))
     }
 
     /// The host's NUMA cells and their sockets, as read at the last start or rescan.

@@ -134,8 +134,18 @@ async fn devices(
         .map(Json)
 }
 
-async fn verdicts(State(agent): State<Arc<Agent>>) -> Json<serde_json::Value> {
-    Json(serde_json::to_value(&*agent.verdicts()).unwrap_or_default())
+async fn verdicts(State(agent): State<Arc<Agent>>) -> Json<Shared<Vec<ops::VerdictRow>>> {
+    Json(Shared(agent.verdicts()))
+}
+
+/// What the agent shares behind an `Arc` (the last reconcile's verdict rows), serialised
+/// where it is: straight into the response body, with no copy and no `serde_json::Value`.
+pub struct Shared<T>(Arc<T>);
+
+impl<T: Serialize> Serialize for Shared<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
 }
 
 async fn pools(State(agent): State<Arc<Agent>>) -> Answer<Vec<ops::PoolRow>> {

@@ -33,8 +33,14 @@ use crate::config::Overrides;
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
+    // Every heavy step (scan, policies, SQLite) runs on the blocking pool, so one worker is
+    // plenty for the API. The blocking pool is capped because each thread that ever ran a
+    // reconcile keeps its own glibc arena at that reconcile's peak: with 4112 devices that
+    // was ~3 MiB more for every extra thread (host/benches/memory.rs). Work beyond the cap
+    // waits its turn; the tracker serialises it anyway.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
+        .max_blocking_threads(2)
         .thread_name("pcitrack-api")
         .enable_all()
         .build()
@@ -116,6 +122,16 @@ async fn serve(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Re
         let _ = rx.wait_for(|s| *s).await;
     };
     let socket = config.socket();
+    // Every listener is bound before any answers: a client that sees the unix socket serve
+    // must find the TCP listener there too.
+    let tcp = match &config.api.listen {
+        Some(listen) => Some(
+            tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding the API on {listen}"))?,
+        ),
+        None => None,
+    };
     let unix = bind_unix(&socket)?;
     let mut servers = tokio::task::JoinSet::new();
     servers.spawn(
@@ -123,10 +139,7 @@ async fn serve(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Re
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
-    if let Some(listen) = &config.api.listen {
-        let tcp = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding the API on {listen}"))?;
+    if let Some(tcp) = tcp {
         servers.spawn(
             axum::serve(tcp, api::router(agent.clone(), config.api.token.clone()))
                 .with_graceful_shutdown(stopped(stop_rx.clone()))

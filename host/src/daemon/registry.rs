@@ -102,6 +102,9 @@ pub struct PolicyStatus {
     pub description: Option<String>,
     /// Compiled code came from the artifact cache.
     pub from_cache: Option<bool>,
+    /// Where its compiled code came from: `compiled` at load, the artifact `cache`, or
+    /// `precompiled` into the binary (an embedded default the engine accepted).
+    pub code: Option<&'static str>,
     /// How long loading took, in milliseconds.
     pub load_ms: Option<f64>,
     /// Calls and failures since this version loaded.
@@ -226,7 +229,7 @@ impl PolicyRegistry {
                     tracing::info!(
                         policy = policy.name(),
                         kind = %policy.kind(),
-                        from_cache = policy.from_cache(),
+                        code = %policy.code_source(),
                         load_ms = policy.load_time().as_secs_f64() * 1e3,
                         "policy loaded"
                     );
@@ -333,6 +336,7 @@ impl PolicyRegistry {
                 version: Some(version.to_string()),
                 description: Some(description.to_string()),
                 from_cache: Some(p.from_cache()),
+                code: Some(p.code_source().as_str()),
                 load_ms: Some(p.load_time().as_secs_f64() * 1e3),
                 stats: Some(p.stats()),
                 refused,
@@ -350,6 +354,7 @@ impl PolicyRegistry {
                     version: None,
                     description: None,
                     from_cache: None,
+                    code: None,
                     load_ms: None,
                     stats: None,
                     refused: e.refused.clone(),

@@ -1,4 +1,5 @@
-//! Listening for uevents: each quiet burst of events starts one reconcile.
+//! Listening for uevents: each quiet burst of events starts one reconcile, of the devices
+//! it names (an incremental pass), or of the whole host when events were lost.
 //!
 //! Subscribed before the first scan, so no event falls between the scan and the
 //! subscription. One thread per source (the kernel's netlink socket, a relay socket); they
@@ -36,9 +37,13 @@ pub fn spawn(agent: Arc<Agent>, name: &'static str, source: Box<dyn UeventSource
                         if burst.rescan {
                             tracing::warn!(source = name, "uevents were lost (socket overflow); full rescan");
                         }
-                        if !burst.affected.is_empty() || burst.rescan {
-                            tracing::debug!(source = name, devices = ?burst.affected, "uevent burst");
+                        tracing::debug!(source = name, devices = ?burst.affected, "uevent burst");
+                        // Lost events leave nothing to go by but a full rescan; otherwise only
+                        // the devices named (with their relatives) are re-read.
+                        if burst.rescan {
                             let _ = agent.reconcile("uevent");
+                        } else if !burst.affected.is_empty() {
+                            let _ = agent.reconcile_devices(&burst.affected);
                         }
                     }
                     Err(e) => {

@@ -41,6 +41,7 @@ pub fn example_policy(package: &str) -> PathBuf {
                 "pcitrack-example-pre-2022-cleanup".into(),
                 "pcitrack-example-grace-cleanup".into(),
                 "pcitrack-example-connectx-matcher".into(),
+                "pcitrack-example-vfio-group-matcher".into(),
                 "pcitrack-test-hostile".into(),
                 "pcitrack-test-delete-everything".into(),
             ],

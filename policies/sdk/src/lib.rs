@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 mod address;
+mod facts;
 mod inventory;
 pub mod log;
 mod output;
@@ -46,8 +47,8 @@ pub mod bindings {
         inline: "
             package pcitrack:sdk;
             world shared {
-                import pcitrack:policy/types@0.1.0;
-                import pcitrack:policy/host@0.1.0;
+                import pcitrack:policy/types@0.1.1;
+                import pcitrack:policy/host@0.1.1;
             }
         ",
         world: "pcitrack:sdk/shared",
@@ -61,6 +62,7 @@ pub use bindings::pcitrack::policy::types::{
     Device, DeviceKind, DeviceStatus, Netdev, PciAddress, PolicyInfo, SerialNumber, Tag,
     TrackedDevice,
 };
+pub use facts::DeviceFacts;
 pub use inventory::Inventory;
 pub use output::{CleanupOutput, CleanupVerdict, MatchOutput, MatchVerdict, TagOutput, TagVerdict};
 pub use policy::{Candidate, Cleanup, Matcher, Tagger};

@@ -1,0 +1,41 @@
+//! The compiler settings of the policy engine, in one place for the two that compile policies:
+//! the agent's engine (`engine.rs`) and the build script, which includes this file
+//! (`#[path]`) to precompile the embedded defaults into the binary with the same settings.
+//! It uses nothing but wasmtime, so that the build script can include it.
+//!
+//! What wasmtime writes into an artifact and checks when it is loaded
+//! (`Component::deserialize`, wasmtime `engine/serialization.rs`, `Metadata`): the target,
+//! Cranelift's shared flags, the CPU features the code uses (each must exist on the loading
+//! host), the tunables and the wasm features. Only the settings below touch those; the pooling
+//! allocator and the limits do not.
+
+use wasmtime::{Config, OptLevel};
+
+/// The settings every compile of a policy uses.
+pub fn compiler_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(OptLevel::Speed);
+    // Deep recursion must trap, not crash the agent: keep the wasm stack well inside the
+    // native thread's.
+    config.max_wasm_stack(512 << 10);
+    config
+}
+
+/// The settings the build script precompiles the embedded defaults with: the same as
+/// [`compiler_config`], for `target` named explicitly. With the target named, Cranelift does
+/// not use the CPU features of the machine that builds the agent but the target's baseline
+/// (SSE2 on x86_64), so the precompiled code loads on every host of that architecture; an
+/// agent engine (which uses the host's features) accepts it, because wasmtime only requires
+/// the features an artifact uses to exist on the host.
+///
+/// # Errors
+///
+/// wasmtime's error when `target` is not a target triple it knows.
+#[allow(dead_code)] // used by the build script only
+pub fn precompile_config(target: &str) -> wasmtime::Result<Config> {
+    let mut config = compiler_config();
+    config.target(target)?;
+    Ok(config)
+}

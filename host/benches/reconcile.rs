@@ -1,0 +1,119 @@
+//! Issue 14's reconcile rows, on the 4112-device tree (16 PFs x 255 VFs + 16 plain devices),
+//! through the release binary, one run, medians:
+//!
+//! * one device's uevent -> its change visible in the API (an incremental reconcile: the
+//!   device and its PF re-read), beside the full rescan measured in the same run;
+//! * `POST /v1/reconcile` with nothing changed (a full rescan, evaluation and sync) against
+//!   `lspci -D -nn -vmm -k` over the same tree (`-A linux-sysfs -O sysfs.path=...`, as the
+//!   discovery bench runs it), alternating.
+//!
+//! The device's change is its device id (`0xbe00 + round`), so the API is polled with a
+//! filter that returns one row (`/v1/devices?product_id=...`), not 4112. Polling costs
+//! ~0.1-0.2 ms per look and is included. Run:
+//! `cargo bench --workspace --locked --bench reconcile` (`-- --quick` for 3 rounds).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::daemon::Daemon;
+use pcitrack_discovery::fixture::FakeSysfs;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(120);
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let rounds = if std::env::args().any(|a| a == "--quick") {
+        3
+    } else {
+        15
+    };
+    let tree = FakeSysfs::generate_large(16, 255, 16);
+    let sysfs_path = format!("sysfs.path={}", tree.root().join("bus/pci").display());
+    let d = Daemon::start(tree, "[pci]\ndevice_spec = ['{\"vendor_id\": \"8086\"}']\n");
+    let n = d.get("/v1/health")["last_reconcile"]["discovered"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(n, 4112);
+
+    let (mut full, mut full_agent, mut lspci) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let r = d.client.post("/v1/reconcile", &json!({})).unwrap();
+        full.push(ms(t.elapsed()));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let summary: Value = r.json().unwrap();
+        assert_eq!(summary["updated"], 0, "nothing changed: {summary}");
+        full_agent.push(summary["duration_ms"].as_f64().unwrap());
+        let t = Instant::now();
+        let out = Command::new("lspci")
+            .args([
+                "-D",
+                "-nn",
+                "-vmm",
+                "-k",
+                "-A",
+                "linux-sysfs",
+                "-O",
+                &sysfs_path,
+            ])
+            .output()
+            .expect("lspci (pciutils) is needed for the baseline");
+        lspci.push(ms(t.elapsed()));
+        assert!(out.status.success());
+    }
+
+    let vf = "0000:17:1f.6"; // the 255th VF of the fourth PF
+    let (mut visible, mut in_agent) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let id = format!("{:04x}", 0xbe00 + r);
+        std::fs::write(
+            d.sysfs
+                .root()
+                .join("bus/pci/devices")
+                .join(vf)
+                .join("device"),
+            format!("0x{id}\n"),
+        )
+        .unwrap();
+        let query = format!("/v1/devices?product_id={id}");
+        let t = Instant::now();
+        d.uevent("change", vf);
+        let seen = d.wait_for(T, |d| {
+            d.get(&query).as_array().is_some_and(|rows| rows.len() == 1)
+        });
+        visible.push(ms(t.elapsed()));
+        assert!(seen, "log:\n{}", d.log());
+        let last = d.get("/v1/health")["last_reconcile"].clone();
+        assert_eq!(last["incremental"], true, "{last}");
+        assert_eq!(last["reread"], 2, "{last}");
+        in_agent.push(last["duration_ms"].as_f64().unwrap());
+    }
+
+    let (f, fa, l) = (median(full), median(full_agent), median(lspci));
+    let (v, va) = (median(visible), median(in_agent));
+    println!("{n} devices, medians of {rounds} rounds:");
+    println!("  uevent for one VF -> change visible in the API   {v:8.2} ms  (target <= 20 ms)");
+    println!("    of which the agent's incremental reconcile     {va:8.2} ms  (2 devices re-read)");
+    println!("  full rescan, POST /v1/reconcile, nothing changed {f:8.2} ms  (agent: {fa:.2} ms)");
+    println!(
+        "    incremental vs full                            {:8.3}x",
+        v / f
+    );
+    println!("  lspci -D -nn -vmm -k, same tree                 {l:8.2} ms");
+    println!(
+        "    full rescan / lspci                            {:8.2}   (target <= 0.5)",
+        f / l
+    );
+}
