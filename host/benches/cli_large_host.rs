@@ -213,7 +213,6 @@ fn eval_vs_nova(quick: bool, work: &Path) {
 fn discover_vs_lspci(quick: bool) {
     let tree = FakeSysfs::generate_large(16, 255, 16);
     let legs = if quick { 3 } else { 9 };
-    let sysfs_path = format!("sysfs.path={}", tree.root().join("bus/pci").display());
     let discover = || {
         timed(
             Command::new(BIN)
@@ -221,18 +220,7 @@ fn discover_vs_lspci(quick: bool) {
                 .arg(tree.root()),
         )
     };
-    let lspci = || {
-        timed(Command::new("lspci").args([
-            "-D",
-            "-nn",
-            "-vmm",
-            "-k",
-            "-A",
-            "linux-sysfs",
-            "-O",
-            &sysfs_path,
-        ]))
-    };
+    let lspci = || timed(&mut tree.lspci());
     // Where the rest goes: the scan alone, in this process, and the binary's start-up.
     let (mut ours, mut theirs, mut scans, mut starts) = (vec![], vec![], vec![], vec![]);
     discover();

@@ -12,7 +12,6 @@
 //! ~0.1-0.2 ms per look and is included. Run:
 //! `cargo bench --workspace --locked --bench reconcile` (`-- --quick` for 3 rounds).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[path = "../tests/common/mod.rs"]
@@ -40,7 +39,8 @@ fn main() {
         15
     };
     let tree = FakeSysfs::generate_large(16, 255, 16);
-    let sysfs_path = format!("sysfs.path={}", tree.root().join("bus/pci").display());
+    // The baseline command reads the same tree, which the agent then owns.
+    let mut lspci_cmd = tree.lspci();
     let d = Daemon::start(tree, "[pci]\ndevice_spec = ['{\"vendor_id\": \"8086\"}']\n");
     let n = d.get("/v1/health")["last_reconcile"]["discovered"]
         .as_u64()
@@ -57,17 +57,7 @@ fn main() {
         assert_eq!(summary["updated"], 0, "nothing changed: {summary}");
         full_agent.push(summary["duration_ms"].as_f64().unwrap());
         let t = Instant::now();
-        let out = Command::new("lspci")
-            .args([
-                "-D",
-                "-nn",
-                "-vmm",
-                "-k",
-                "-A",
-                "linux-sysfs",
-                "-O",
-                &sysfs_path,
-            ])
+        let out = lspci_cmd
             .output()
             .expect("lspci (pciutils) is needed for the baseline");
         lspci.push(ms(t.elapsed()));

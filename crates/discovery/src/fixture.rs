@@ -54,6 +54,19 @@ impl FakeSysfs {
         self.dir.path()
     }
 
+    /// `lspci -D -nn -vmm -k` reading this tree instead of `/sys` (pciutils' `linux-sysfs`
+    /// access method with its `sysfs.path` option): the baseline the discovery tests and the
+    /// benchmarks compare with. Returns the command, not yet run.
+    pub fn lspci(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new("lspci");
+        cmd.args(["-D", "-nn", "-vmm", "-k", "-A", "linux-sysfs", "-O"])
+            .arg(format!(
+                "sysfs.path={}",
+                self.root().join("bus/pci").display()
+            ));
+        cmd
+    }
+
     /// Adds a device with its ids, class (24 bits) and a config space lspci can read.
     pub fn add_device(&self, address: &str, vendor: u16, device: u16, class: u32) -> FakeDevice {
         let path = self.root().join("devices/pci0000:00").join(address);
