@@ -84,6 +84,10 @@ pub struct Config {
     /// `[policies]`: which policy files may run, and per-policy settings.
     #[serde(default)]
     pub policies: PoliciesSection,
+    /// Nova's `[placement]`: how to reach OpenStack Placement when `[pci]
+    /// report_in_placement` is on.
+    #[serde(default)]
+    pub placement: PlacementSection,
     /// `[pci] alias` parsed by the last check ([`Config::checked`]); empty for a
     /// configuration built in code and never checked.
     #[serde(skip)]
@@ -137,8 +141,9 @@ pub struct PciSection {
     /// at load ([`Config::aliases`]).
     pub alias: Vec<String>,
     /// Nova's `[pci] report_in_placement` (`BoolOpt`, default false): PCI inventory reported
-    /// to Placement. pcitrack reports to no Placement; the value reaches the policies (the
-    /// devspec matcher accepts `one_time_use` only when it is on, as Nova's `devspec.py` does).
+    /// to Placement, reached through `[placement]` ([`PlacementSection`]). The value also
+    /// reaches the policies (the devspec matcher accepts `one_time_use` only when it is on, as
+    /// Nova's `devspec.py` does).
     pub report_in_placement: bool,
 }
 
@@ -182,6 +187,221 @@ pub struct FilterSchedulerSection {
     /// rules Nova ties to it (one spec per alias; `resource_class` may stand in for the ids).
     #[serde(default, deserialize_with = "oslo_bool")]
     pub pci_in_placement: bool,
+}
+
+/// Nova's `[placement]` section (`nova/conf/placement.py`, which registers keystoneauth's
+/// options: `keystoneauth1/loading`), with the names operators already write in
+/// `nova.conf`. Read only when `[pci] report_in_placement = true`; checked then at load
+/// ([`PlacementSection::check`]).
+///
+/// `Debug` never prints `password` or `token`.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementSection {
+    /// keystoneauth's plugin: `password` (Keystone v3 password) or `admin_token` (a fixed
+    /// token, e.g. `admin` for a Placement with `auth_strategy = noauth2`).
+    pub auth_type: Option<String>,
+    /// `password`: Keystone's v3 endpoint, e.g. `http://keystone:5000/v3`.
+    pub auth_url: Option<String>,
+    /// `password`: the user.
+    pub username: Option<String>,
+    /// `password`: the user's password (never logged, never in `/v1/health`).
+    pub password: Option<String>,
+    /// `password`: the project to scope the token to.
+    pub project_name: Option<String>,
+    /// `password`: the user's domain (`Default` in most deployments).
+    pub user_domain_name: Option<String>,
+    /// `password`: the project's domain.
+    pub project_domain_name: Option<String>,
+    /// `password`: the catalog region of the placement endpoint (any when absent).
+    pub region_name: Option<String>,
+    /// `password`: the catalog interfaces to try, in order (keystoneauth's `ListOpt`: a list
+    /// or one comma-separated string; Nova's default `internal,public`,
+    /// `nova/conf/utils.py` `get_ksa_adapter_opts`).
+    #[serde(default, deserialize_with = "list_opt")]
+    pub valid_interfaces: Option<Vec<String>>,
+    /// `admin_token`: the token sent as `X-Auth-Token` (never logged).
+    pub token: Option<String>,
+    /// `admin_token`: keystoneauth's `endpoint` option of that plugin (`endpoint_override`
+    /// does the same and wins).
+    pub endpoint: Option<String>,
+    /// Placement's URL, bypassing the catalog (required with `admin_token`).
+    pub endpoint_override: Option<String>,
+    /// The root provider's name (default: the host name, `uname -n`), as Nova's compute
+    /// node name.
+    pub host: Option<String>,
+    /// Use a root provider of that name that pcitrack did not create (for hosts where
+    /// pcitrack replaces nova-compute's PCI reporting); default false.
+    #[serde(default, deserialize_with = "oslo_bool")]
+    pub adopt_root: bool,
+    /// Seconds one request to Placement or Keystone may take (default 30; keystoneauth's
+    /// session option `timeout` is taken under that name too).
+    #[serde(alias = "timeout")]
+    pub timeout_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for PlacementSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "***");
+        f.debug_struct("PlacementSection")
+            .field("auth_type", &self.auth_type)
+            .field("auth_url", &self.auth_url)
+            .field("username", &self.username)
+            .field("password", &secret(&self.password))
+            .field("project_name", &self.project_name)
+            .field("user_domain_name", &self.user_domain_name)
+            .field("project_domain_name", &self.project_domain_name)
+            .field("region_name", &self.region_name)
+            .field("valid_interfaces", &self.valid_interfaces)
+            .field("token", &secret(&self.token))
+            .field("endpoint", &self.endpoint)
+            .field("endpoint_override", &self.endpoint_override)
+            .field("host", &self.host)
+            .field("adopt_root", &self.adopt_root)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+/// The `[placement] auth_type` values pcitrack takes.
+pub const PLACEMENT_AUTH_TYPES: [&str; 2] = ["password", "admin_token"];
+
+/// What `auth_type = "password"` needs (keystoneauth's v3 password plugin with names).
+const PASSWORD_FIELDS: [&str; 6] = [
+    "auth_url",
+    "username",
+    "password",
+    "project_name",
+    "user_domain_name",
+    "project_domain_name",
+];
+
+impl PlacementSection {
+    /// The root provider's name: `host`, else the host name (`uname -n`, as Nova's
+    /// `CONF.host` defaults to `socket.gethostname()`).
+    pub fn host_name(&self) -> String {
+        self.host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| {
+                rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+    }
+
+    /// The catalog interfaces to try (default Nova's `internal`, `public`).
+    pub fn valid_interfaces(&self) -> Vec<String> {
+        self.valid_interfaces
+            .clone()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| vec!["internal".into(), "public".into()])
+    }
+
+    /// The request timeout (default 30 s).
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs.unwrap_or(30))
+    }
+
+    /// Placement's URL when the configuration names it (`endpoint_override`, else the
+    /// `admin_token` plugin's `endpoint`); `None`: from Keystone's catalog.
+    pub fn endpoint_url(&self) -> Option<&str> {
+        self.endpoint_override
+            .as_deref()
+            .or(self.endpoint.as_deref())
+            .filter(|e| !e.is_empty())
+    }
+
+    /// The value of one of the fields [`PASSWORD_FIELDS`] names.
+    fn field(&self, name: &str) -> Option<&str> {
+        match name {
+            "auth_url" => self.auth_url.as_deref(),
+            "username" => self.username.as_deref(),
+            "password" => self.password.as_deref(),
+            "project_name" => self.project_name.as_deref(),
+            "user_domain_name" => self.user_domain_name.as_deref(),
+            "project_domain_name" => self.project_domain_name.as_deref(),
+            _ => None,
+        }
+        .filter(|v| !v.is_empty())
+    }
+
+    /// Checks that the section says how to reach Placement: a known `auth_type` with every
+    /// field it needs, a URL that is one, a timeout of at least a second.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the key, e.g. `[placement] auth_type = "password" needs auth_url`.
+    pub fn check(&self) -> Result<(), String> {
+        let auth_type = self.auth_type.as_deref().ok_or_else(|| {
+            format!(
+                "[pci] report_in_placement = true needs [placement] auth_type (one of {})",
+                PLACEMENT_AUTH_TYPES.join(", ")
+            )
+        })?;
+        match auth_type {
+            "password" => {
+                if let Some(missing) = PASSWORD_FIELDS.iter().find(|f| self.field(f).is_none()) {
+                    return Err(format!(
+                        "[placement] auth_type = \"password\" needs {missing}"
+                    ));
+                }
+            }
+            "admin_token" => {
+                if self.token.as_deref().is_none_or(str::is_empty) {
+                    return Err("[placement] auth_type = \"admin_token\" needs token".into());
+                }
+                if self.endpoint_url().is_none() {
+                    return Err(
+                        "[placement] auth_type = \"admin_token\" needs endpoint_override \
+                         (Placement's URL: a fixed token has no service catalog)"
+                            .into(),
+                    );
+                }
+            }
+            other => {
+                return Err(format!(
+                    "[placement] auth_type = {other:?} is not supported: expected one of {}",
+                    PLACEMENT_AUTH_TYPES.join(", ")
+                ));
+            }
+        }
+        for (key, url) in [
+            ("endpoint_override", self.endpoint_override.as_deref()),
+            ("endpoint", self.endpoint.as_deref()),
+            ("auth_url", self.auth_url.as_deref()),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(format!(
+                    "[placement] {key} = {url:?} is not an http:// or https:// URL"
+                ));
+            }
+        }
+        if self.timeout_secs == Some(0) {
+            return Err("[placement] timeout_secs must be at least 1".into());
+        }
+        if self.host.as_deref() == Some("") {
+            return Err(
+                "[placement] host must not be empty (leave it out for the host name)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// keystoneauth's `ListOpt`: a TOML list of strings, or one comma-separated string as
+/// `nova.conf` writes it.
+fn list_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let items = multi_str(d)?
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Ok(Some(items))
 }
 
 /// A `MultiStrOpt`: a list of strings, or one string (an option given once).
@@ -423,6 +643,9 @@ impl Config {
         if self.agent.resync_interval_secs == Some(0) {
             return Err(bad("[agent] resync_interval_secs must be at least 1".into()));
         }
+        if self.pci.report_in_placement {
+            self.placement.check().map_err(bad)?;
+        }
         self.allowed_digests()
             .map_err(|e| bad(format!("[policies] {e}")))?;
         AliasTable::from_config(&self.pci.alias, self.filter_scheduler.pci_in_placement).map_err(
@@ -644,6 +867,15 @@ alias = ['{"name": "nic", "resource_class": "CUSTOM_NIC", "traits": "fast", "liv
 
 [filter_scheduler]
 pci_in_placement = "yes"
+
+[placement]
+auth_type = "password"
+auth_url = "http://controller:5000/v3"
+username = "placement"
+password = "secret"
+project_name = "service"
+user_domain_name = "Default"
+project_domain_name = "Default"
 "#;
 
     #[test]
@@ -903,6 +1135,98 @@ alias = ['{"name": "vf", "vendor_id": "8086", "product_id": "154c"}',
             .unwrap_err()
             .to_string();
         assert!(e.contains("[policies.grace]"), "{e}");
+    }
+
+    const PASSWORD: &str = "[pci]\nreport_in_placement = true\n[placement]\nauth_type = 'password'\n\
+        auth_url = 'http://keystone:5000/v3'\nusername = 'placement'\npassword = 's3cret-pw'\n\
+        project_name = 'service'\nuser_domain_name = 'Default'\nproject_domain_name = 'Default'\n\
+        region_name = 'RegionOne'\nvalid_interfaces = 'internal, public'\ntimeout = 7\n";
+
+    #[test]
+    fn novas_placement_section_is_taken_with_its_option_names() {
+        let c = Config::parse(PASSWORD, Path::new("p.toml")).unwrap();
+        let p = &c.placement;
+        assert_eq!(p.auth_type.as_deref(), Some("password"));
+        assert_eq!(p.valid_interfaces(), ["internal", "public"]);
+        assert_eq!(p.timeout(), std::time::Duration::from_secs(7));
+        assert!(!p.adopt_root);
+        assert_eq!(
+            p.host_name(),
+            rustix::system::uname().nodename().to_str().unwrap()
+        );
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s3cret-pw") && debug.contains("***"),
+            "{debug}"
+        );
+        let t = Config::parse(
+            "[pci]\nreport_in_placement = 'yes'\n[placement]\nauth_type = 'admin_token'\n\
+             token = 'admin'\nendpoint_override = 'http://127.0.0.1:8778'\nhost = 'cn1'\n\
+             adopt_root = 'true'\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(t.placement.host_name(), "cn1");
+        assert_eq!(t.placement.endpoint_url(), Some("http://127.0.0.1:8778"));
+        assert!(t.placement.adopt_root);
+        assert_eq!(t.placement.timeout(), std::time::Duration::from_secs(30));
+        assert_eq!(
+            Config::default().placement.valid_interfaces(),
+            ["internal", "public"]
+        );
+    }
+
+    #[test]
+    fn a_placement_section_missing_what_its_auth_type_needs_is_refused_naming_the_key() {
+        let refused = |text: &str| {
+            Config::parse(text, Path::new("p.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        for field in PASSWORD_FIELDS {
+            let text: String = PASSWORD
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{field} =")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let e = refused(&text);
+            assert!(
+                e.contains(&format!(
+                    "[placement] auth_type = \"password\" needs {field}"
+                )) && e.contains("p.toml"),
+                "{e}"
+            );
+        }
+        let e = refused("[pci]\nreport_in_placement = true\n");
+        assert!(e.contains("needs [placement] auth_type"), "{e}");
+        let e = refused("[pci]\nreport_in_placement = true\n[placement]\nauth_type = 'v3token'\n");
+        assert!(
+            e.contains("auth_type = \"v3token\" is not supported"),
+            "{e}"
+        );
+        let e = refused(
+            "[pci]\nreport_in_placement = true\n[placement]\nauth_type = 'admin_token'\ntoken = 'admin'\n",
+        );
+        assert!(e.contains("\"admin_token\" needs endpoint_override"), "{e}");
+        let e = refused(
+            "[pci]\nreport_in_placement = true\n[placement]\nauth_type = 'admin_token'\n\
+             endpoint_override = 'http://x'\n",
+        );
+        assert!(e.contains("\"admin_token\" needs token"), "{e}");
+        let e = refused(
+            "[pci]\nreport_in_placement = true\n[placement]\nauth_type = 'admin_token'\n\
+             token = 'admin'\nendpoint_override = '127.0.0.1:8778'\n",
+        );
+        assert!(
+            e.contains("endpoint_override = \"127.0.0.1:8778\" is not an http"),
+            "{e}"
+        );
+        let e = refused("[placement]\nauth_typ = 'password'\n");
+        assert!(e.contains("auth_typ"), "{e}");
+        // Off: the section is not needed, and an incomplete one is not checked.
+        assert!(
+            Config::parse("[placement]\nauth_type = 'password'\n", Path::new("p.toml")).is_ok()
+        );
     }
 
     #[test]

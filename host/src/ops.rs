@@ -3,14 +3,17 @@
 //! whichever way the request arrived, and both paths print the same answers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use pcitrack_model::{Assessment, DevType, DeviceStatus};
+use pcitrack_placement::{Allocations, PciView, ProviderAllocation, ReporterHandle};
 use pcitrack_tracker::{
-    AliasTable, ClaimedDevice, DeviceFilter, FreeReport, HostNumaCell, NumaContext, NumaPolicy,
-    PciRequest, SqliteStore, Store, Tracker, TrackerError,
+    AliasTable, CandidateRequest, ClaimedDevice, DeviceFilter, FreeReport, HostNumaCell,
+    NumaContext, NumaPolicy, PciRequest, SqliteStore, Store, Tracker, TrackerError,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use uuid::Uuid;
 
 /// Why an operation was not done. Nothing was written.
 #[derive(Debug, Error)]
@@ -21,6 +24,10 @@ pub enum OpError {
     /// The request is well-formed but the tracker refused it (no free devices, wrong state).
     #[error("{0}")]
     Refused(String),
+    /// Placement allocated more devices on one of this host's providers than are free here:
+    /// refused, nothing written (the host is the last line of defence).
+    #[error("{0}")]
+    OverAllocated(String),
     /// It names a device or instance the tracker does not know.
     #[error("{0}")]
     NotFound(String),
@@ -37,6 +44,7 @@ impl From<TrackerError> for OpError {
             TrackerError::NoDevices { .. }
             | TrackerError::Refused { .. }
             | TrackerError::NotReserved { .. }
+            | TrackerError::TooFewFree { .. }
             | TrackerError::ReleaseInUse { .. } => OpError::Refused(text),
             TrackerError::NotTracked { .. } => OpError::NotFound(text),
         }
@@ -294,8 +302,13 @@ pub struct PoolRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
-    /// The instance.
+    /// The instance (for a claim by `placement_consumer`, the consumer's uuid when empty).
+    #[serde(default)]
     pub instance: String,
+    /// A Placement consumer (its UUID): claim exactly what Placement allocated to it on this
+    /// host's providers, instead of a spec, alias or requests (see [`claim_by_consumer`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement_consumer: Option<String>,
     /// A request spec: a JSON object or list of objects (vendor_id, product_id, dev_type,
     /// tags...), or the same as JSON text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -579,6 +592,13 @@ pub fn claim<S: Store>(
     aliases: &AliasTable,
     host_cells: &[HostNumaCell],
 ) -> Result<Vec<ClaimedDevice>, OpError> {
+    if let Some(consumer) = &claim.placement_consumer {
+        return Err(OpError::BadRequest(format!(
+            "placement_consumer {consumer:?}: a claim by Placement consumer is answered by the \
+             running agent with [pci] report_in_placement = true (it holds the Placement client \
+             and this host's providers); claim through the agent's socket, not the database file"
+        )));
+    }
     if claim.instance.trim().is_empty() {
         return Err(OpError::BadRequest("instance must not be empty".into()));
     }
@@ -588,6 +608,191 @@ pub fn claim<S: Store>(
         host_cells,
     };
     Ok(tracker.claim(&claim.instance, &requests, Some(numa))?)
+}
+
+/// What a claim by Placement consumer needs of the agent's Placement reporting: the
+/// consumer's allocations, the providers this host reports, and a way to have the
+/// inventory re-reported after Placement over-allocated. The agent's reporter implements it;
+/// tests give their own.
+pub trait PlacementSide {
+    /// The consumer's allocations as Placement holds them now (blocking: HTTP).
+    ///
+    /// # Errors
+    ///
+    /// Placement's error, as text.
+    fn allocations(&self, consumer: Uuid) -> Result<Allocations, String>;
+    /// The providers this host last computed (its PCI view), if any yet.
+    fn last_view(&self) -> Option<Arc<PciView>>;
+    /// Forget what was reported and report the inventory again.
+    fn resync(&self);
+}
+
+impl PlacementSide for ReporterHandle {
+    fn allocations(&self, consumer: Uuid) -> Result<Allocations, String> {
+        self.client()
+            .allocations(consumer)
+            .map_err(|e| error_text(&e))
+    }
+
+    fn last_view(&self) -> Option<Arc<PciView>> {
+        ReporterHandle::last_view(self)
+    }
+
+    fn resync(&self) {
+        ReporterHandle::resync(self);
+    }
+}
+
+/// The claim's consumer, checked: a UUID, given alone (no spec, alias, requests, count or
+/// NUMA context: Placement's allocation already decided which providers, and how many
+/// devices of each, serve the instance; Nova's compute likewise claims the devices of the
+/// providers its request groups were mapped to, `nova/pci/stats.py`
+/// `_filter_pools_for_allocation`). `None` for an ordinary claim.
+///
+/// # Errors
+///
+/// [`OpError::BadRequest`] for a consumer that is not a UUID or is combined with another
+/// form of claim.
+pub fn consumer_of(claim: &ClaimRequest) -> Result<Option<Uuid>, OpError> {
+    let Some(text) = &claim.placement_consumer else {
+        return Ok(None);
+    };
+    let consumer = Uuid::parse_str(text.trim()).map_err(|e| {
+        OpError::BadRequest(format!("placement_consumer {text:?} is not a UUID: {e}"))
+    })?;
+    let mut beside = Vec::new();
+    if claim.spec.is_some() {
+        beside.push("spec");
+    }
+    if claim.alias.is_some() {
+        beside.push("alias");
+    }
+    if !claim.requests.is_empty() {
+        beside.push("requests");
+    }
+    if claim.count.is_some() {
+        beside.push("count");
+    }
+    if !claim.numa_cells.is_empty() || claim.numa_policy.is_some() {
+        beside.push("numa_cells/numa_policy");
+    }
+    if !beside.is_empty() {
+        return Err(OpError::BadRequest(format!(
+            "placement_consumer {consumer} is claimed alone: Placement's allocation decides \
+             which devices, and how many, so give no {} beside it",
+            beside.join(", ")
+        )));
+    }
+    Ok(Some(consumer))
+}
+
+/// The consumer's allocations on this host's PCI providers (`view`, the providers the agent
+/// reports), in provider order. Allocations on other providers (the root's VCPU or memory,
+/// other hosts') are not this agent's to claim and are left out.
+///
+/// # Errors
+///
+/// [`OpError::Refused`] when the consumer has no allocation on this host's PCI providers.
+pub fn allocations_on_host(
+    consumer: Uuid,
+    allocations: &Allocations,
+    view: &PciView,
+) -> Result<Vec<ProviderAllocation>, OpError> {
+    let out = view.allocated_here(allocations);
+    if out.is_empty() {
+        let elsewhere = allocations.len();
+        return Err(OpError::Refused(format!(
+            "Placement holds no allocation for consumer {consumer} on this host's PCI providers \
+             (root provider {}; the consumer has allocations on {elsewhere} other provider(s)): \
+             nothing to claim",
+            view.root_name
+        )));
+    }
+    Ok(out)
+}
+
+/// Claims for the consumer exactly the devices Placement allocated: per provider, that many
+/// free devices among those behind it, all providers or none, in one tracker transaction.
+/// The instance is the claim's `instance`, else the consumer's uuid; every device records the
+/// claim's `request_id`, else a fresh one per provider.
+///
+/// # Errors
+///
+/// [`OpError::OverAllocated`] when some provider has fewer free devices on this host than
+/// Placement allocated (nothing is claimed); [`OpError::Refused`] when the state machine
+/// refuses a device; [`OpError::Store`].
+pub fn claim_allocated<S: Store>(
+    tracker: &mut Tracker<S>,
+    claim: &ClaimRequest,
+    consumer: Uuid,
+    allocated: &[ProviderAllocation],
+) -> Result<Vec<ClaimedDevice>, OpError> {
+    let instance = if claim.instance.trim().is_empty() {
+        consumer.to_string()
+    } else {
+        claim.instance.clone()
+    };
+    let requests: Vec<CandidateRequest> = allocated
+        .iter()
+        .map(|a| CandidateRequest {
+            candidates: a.devices.clone(),
+            count: a.count,
+            request_id: Some(claim.request_id.clone().unwrap_or_else(new_request_id)),
+        })
+        .collect();
+    tracker
+        .claim_among(&instance, &requests)
+        .map_err(|e| match e {
+            TrackerError::TooFewFree { request, free, .. } => {
+                let a = &allocated[request];
+                OpError::OverAllocated(format!(
+                    "Placement allocated {} {} on provider {} ({}) to consumer {consumer} but \
+                     only {free} of its devices are free on this host: over-allocated by \
+                     Placement; nothing was claimed and the inventory is being reported again",
+                    a.count, a.resource_class, a.provider, a.uuid
+                ))
+            }
+            other => other.into(),
+        })
+}
+
+/// A claim by Placement consumer, start to end: reads the consumer's allocations from
+/// Placement (blocking: call it off the async runtime), keeps those on this host's providers,
+/// and hands them to `claim_in_tracker` (the tracker transaction, [`claim_allocated`]). The
+/// host is the last line of defence: when Placement allocated more than is free here (two
+/// consumers handed the same device by a Placement race), the claim is refused with nothing
+/// changed and the inventory is reported again ([`PlacementSide::resync`]).
+///
+/// # Errors
+///
+/// [`OpError::Refused`] when Placement cannot be read (the claim needs the allocation to
+/// know what to take), when no view has been computed yet, or when the consumer has nothing
+/// allocated here; and the errors of `claim_in_tracker`.
+pub fn claim_by_consumer(
+    placement: &dyn PlacementSide,
+    consumer: Uuid,
+    claim_in_tracker: impl FnOnce(&[ProviderAllocation]) -> Result<Vec<ClaimedDevice>, OpError>,
+) -> Result<Vec<ClaimedDevice>, OpError> {
+    let allocations = placement.allocations(consumer).map_err(|e| {
+        OpError::Refused(format!(
+            "cannot read Placement's allocations of consumer {consumer}: {e} (a claim by \
+             consumer needs them to know which devices to take; nothing was claimed)"
+        ))
+    })?;
+    let view = placement.last_view().ok_or_else(|| {
+        OpError::Refused(
+            "this agent has not computed its Placement providers yet (the first reconcile \
+             has not finished); retry the claim"
+                .into(),
+        )
+    })?;
+    let allocated = allocations_on_host(consumer, &allocations, &view)?;
+    let claimed = claim_in_tracker(&allocated);
+    if let Err(OpError::OverAllocated(message)) = &claimed {
+        tracing::warn!(consumer = %consumer, "{message}");
+        placement.resync();
+    }
+    claimed
 }
 
 /// Allocates what an instance claimed.
@@ -661,6 +866,7 @@ pub fn check(tracker: &mut Tracker<SqliteStore>) -> Result<CheckReport, OpError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pcitrack_model::PciAddress;
 
     /// Assessments covering every shape a verdict row takes: typed tags of each JSON kind,
     /// a string that begins with the marker, a broken typed value, a reason or none.
@@ -840,5 +1046,226 @@ mod tests {
         };
         let e = devices(&mut tracker, &q).unwrap_err();
         assert!(e.to_string().contains("vendor_id"), "{e}");
+    }
+
+    /// A Placement side that answers from memory and counts resyncs.
+    struct FakePlacement {
+        allocations: Result<Allocations, String>,
+        view: Option<Arc<PciView>>,
+        resyncs: std::sync::atomic::AtomicUsize,
+    }
+
+    impl PlacementSide for FakePlacement {
+        fn allocations(&self, _consumer: Uuid) -> Result<Allocations, String> {
+            self.allocations.clone()
+        }
+        fn last_view(&self) -> Option<Arc<PciView>> {
+            self.view.clone()
+        }
+        fn resync(&self) {
+            self.resyncs
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    const RC: &str = "CUSTOM_PCI_8086_154C";
+
+    /// A PF with `n` VFs at bus `bus`, assessed assignable.
+    fn family(bus: u8, n: u8) -> Vec<Assessment> {
+        use pcitrack_model::Device;
+        let pf = PciAddress::new(0, bus, 0, 0).unwrap();
+        let mut out = vec![Assessment::assignable(Device::new(
+            pf,
+            0x8086,
+            0x1572,
+            DevType::Pf,
+        ))];
+        for f in 1..=n {
+            let mut vf = Device::new(
+                PciAddress::new(0, bus, 0, f).unwrap(),
+                0x8086,
+                0x154c,
+                DevType::Vf,
+            );
+            vf.parent_addr = Some(pf);
+            out.push(Assessment::assignable(vf));
+        }
+        out
+    }
+
+    /// The provider of a PF's VFs, as the view names it.
+    fn provider(bus: u8, vfs: &[Assessment]) -> pcitrack_placement::PciProvider {
+        let address = PciAddress::new(0, bus, 0, 0).unwrap();
+        pcitrack_placement::PciProvider {
+            name: pcitrack_placement::provider_name("host1", address),
+            uuid: Uuid::new_v4(),
+            address,
+            resource_class: RC.into(),
+            inventories: BTreeMap::new(),
+            traits: Default::default(),
+            devices: vfs.iter().map(|a| a.device.address).collect(),
+            one_time_use: false,
+        }
+    }
+
+    /// A tracker with two PFs of 2 VFs each, their view, and a consumer.
+    fn two_providers() -> (Tracker, PciView) {
+        let (one, two) = (family(0x81, 2), family(0x85, 2));
+        let mut tracker = Tracker::in_memory().unwrap();
+        let mut all = one.clone();
+        all.extend(two.clone());
+        tracker
+            .sync(&all, &pcitrack_tracker::DefaultCleanup)
+            .unwrap();
+        let view = PciView {
+            root_name: "host1".into(),
+            providers: vec![provider(0x81, &one[1..]), provider(0x85, &two[1..])],
+            new_uuids: BTreeMap::new(),
+        };
+        (tracker, view)
+    }
+
+    fn consumer_claim(consumer: Uuid) -> ClaimRequest {
+        ClaimRequest {
+            placement_consumer: Some(consumer.to_string()),
+            ..ClaimRequest::default()
+        }
+    }
+
+    fn run(
+        tracker: &mut Tracker,
+        placement: &FakePlacement,
+        consumer: Uuid,
+    ) -> Result<Vec<ClaimedDevice>, OpError> {
+        let claim = consumer_claim(consumer);
+        claim_by_consumer(placement, consumer, |allocated| {
+            claim_allocated(tracker, &claim, consumer, allocated)
+        })
+    }
+
+    #[test]
+    fn a_consumer_is_a_uuid_claimed_alone() {
+        let mut c = consumer_claim(Uuid::nil());
+        c.placement_consumer = Some("not-a-uuid".into());
+        let e = consumer_of(&c).unwrap_err();
+        assert!(
+            matches!(e, OpError::BadRequest(ref m) if m.contains("not-a-uuid")),
+            "{e}"
+        );
+        let mut c = consumer_claim(Uuid::nil());
+        c.alias = Some("nic".into());
+        c.count = Some(2);
+        let e = consumer_of(&c).unwrap_err();
+        assert!(e.to_string().contains("alias, count"), "{e}");
+        assert_eq!(consumer_of(&claim_req(Some("{}"), None)).unwrap(), None);
+        // The direct path (no agent) refuses it, saying where to claim.
+        let mut tracker = Tracker::in_memory().unwrap();
+        let e = claim(
+            &mut tracker,
+            &consumer_claim(Uuid::nil()),
+            &AliasTable::default(),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("running agent"), "{e}");
+    }
+
+    #[test]
+    fn a_claim_by_consumer_takes_exactly_the_allocated_devices_behind_the_provider() {
+        let (mut tracker, view) = two_providers();
+        let consumer = Uuid::new_v4();
+        let target = view.providers[1].clone();
+        let root = Uuid::new_v4();
+        let placement = FakePlacement {
+            allocations: Ok(BTreeMap::from([
+                (target.uuid, BTreeMap::from([(RC.to_string(), 2)])),
+                // The root's and another host's allocations are not this agent's to claim.
+                (root, BTreeMap::from([("VCPU".to_string(), 4)])),
+                (Uuid::new_v4(), BTreeMap::from([(RC.to_string(), 1)])),
+            ])),
+            view: Some(Arc::new(view)),
+            resyncs: Default::default(),
+        };
+        let claimed = run(&mut tracker, &placement, consumer).unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert!(claimed.iter().all(|c| target.devices.contains(&c.address)));
+        let held = devices(
+            &mut tracker,
+            &DevicesQuery {
+                instance: Some(consumer.to_string()),
+                ..DevicesQuery::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(held.len(), 2, "the instance is the consumer's uuid");
+        assert_eq!(placement.resyncs.into_inner(), 0);
+    }
+
+    #[test]
+    fn an_over_allocation_is_refused_naming_it_changes_nothing_and_resyncs() {
+        let (mut tracker, view) = two_providers();
+        let target = view.providers[0].clone();
+        let placement = |n: u32| FakePlacement {
+            allocations: Ok(BTreeMap::from([(
+                target.uuid,
+                BTreeMap::from([(RC.to_string(), n)]),
+            )])),
+            view: Some(Arc::new(view.clone())),
+            resyncs: Default::default(),
+        };
+        let first = placement(1);
+        run(&mut tracker, &first, Uuid::new_v4()).unwrap();
+        let before = devices(&mut tracker, &DevicesQuery::default()).unwrap();
+        let second = placement(2);
+        let consumer = Uuid::new_v4();
+        let e = run(&mut tracker, &second, consumer).unwrap_err();
+        let want = format!(
+            "Placement allocated 2 {RC} on provider host1_0000:81:00.0 ({}) to consumer \
+             {consumer} but only 1 of its devices are free on this host: over-allocated by \
+             Placement",
+            target.uuid
+        );
+        assert!(
+            matches!(e, OpError::OverAllocated(ref m) if m.contains(&want)),
+            "{e}"
+        );
+        assert_eq!(
+            devices(&mut tracker, &DevicesQuery::default()).unwrap(),
+            before
+        );
+        assert_eq!(second.resyncs.into_inner(), 1);
+    }
+
+    #[test]
+    fn no_allocation_here_or_placement_down_is_refused_naming_why_without_a_resync() {
+        let (mut tracker, view) = two_providers();
+        let consumer = Uuid::new_v4();
+        let none = FakePlacement {
+            allocations: Ok(BTreeMap::new()),
+            view: Some(Arc::new(view.clone())),
+            resyncs: Default::default(),
+        };
+        let e = run(&mut tracker, &none, consumer).unwrap_err();
+        assert!(
+            matches!(e, OpError::Refused(ref m) if m.contains(&consumer.to_string()) && m.contains("no allocation")),
+            "{e}"
+        );
+        let down = FakePlacement {
+            allocations: Err("connection refused (http://127.0.0.1:1)".into()),
+            view: Some(Arc::new(view)),
+            resyncs: Default::default(),
+        };
+        let e = run(&mut tracker, &down, consumer).unwrap_err();
+        assert!(
+            matches!(e, OpError::Refused(ref m) if m.contains("connection refused")),
+            "{e}"
+        );
+        assert_eq!(none.resyncs.into_inner() + down.resyncs.into_inner(), 0);
+        assert!(
+            devices(&mut tracker, &DevicesQuery::default())
+                .unwrap()
+                .iter()
+                .all(|d| d.instance_uuid.is_none())
+        );
     }
 }

@@ -27,6 +27,13 @@ alias = ['{{"name": "vf", "vendor_id": "{MLX:04x}", "product_id": "{MLX_VF:04x}"
 
 [filter_scheduler]
 pci_in_placement = false
+
+# report_in_placement needs a Placement to report to; none answers here (reporting fails in
+# the background, the agent serves locally all the same).
+[placement]
+auth_type = "admin_token"
+token = "admin"
+endpoint_override = "http://127.0.0.1:9"
 "#
     )
 }

@@ -29,6 +29,13 @@ report_in_placement = true
 device_spec = ['{"vendor_id": "8086", "product_id": "1572", "one_time_use": "true"}',
                '{"vendor_id": "8086", "product_id": "154c", "one_time_use": "false"}',
                '{"vendor_id": "10de", "one_time_use": true, "resource_class": "gpu"}']
+
+# report_in_placement needs a Placement to report to; none answers here (reporting fails in
+# the background, the agent serves locally all the same).
+[placement]
+auth_type = "admin_token"
+token = "admin"
+endpoint_override = "http://127.0.0.1:9"
 "#;
     let d = Daemon::start(sysfs, config);
     assert!(

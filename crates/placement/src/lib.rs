@@ -14,15 +14,29 @@
 //! * [`tree`]: what Placement holds (providers, inventories, traits, usages).
 //! * [`view`]: the providers to report, and Nova's guards.
 //! * [`diff`]: the changes, in the order to send them.
+//! * [`client`]: Placement's REST API (blocking, `ureq`): read a tree, send changes, read a
+//!   consumer's allocations.
+//! * [`auth`]: a fixed token or Keystone v3 password authentication.
+//! * [`reporter`]: one report, and the thread that keeps Placement in step.
 #![deny(missing_docs)]
 
+pub mod auth;
+pub mod client;
 pub mod diff;
+pub mod reporter;
 pub mod tree;
 pub mod view;
+
+pub use auth::{Auth, KeystonePassword};
+pub use client::{Allocations, ApplyError, ClientConfig, ClientError, PlacementClient};
+pub use reporter::{
+    MAX_ATTEMPTS, Persist, ReportError, ReportInput, ReportOutcome, ReportState, ReportStatus,
+    Reporter, ReporterHandle, ReporterOptions,
+};
 
 pub use diff::{Change, diff};
 pub use tree::{Inventory, OWNER_NOVA, OWNER_TRAIT, ProviderTree, ResourceProvider};
 pub use view::{
-    PciProvider, PciView, ViewError, ViewInput, WantedInventory, ensure_no_devname_specs,
-    provider_name, view,
+    PciProvider, PciView, ProviderAllocation, ViewError, ViewInput, WantedInventory,
+    ensure_no_devname_specs, provider_name, view,
 };

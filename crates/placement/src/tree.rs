@@ -65,6 +65,10 @@ pub struct ResourceProvider {
     pub traits: BTreeSet<String>,
     /// Units allocated, by resource class, over every consumer.
     pub usages: BTreeMap<String, u32>,
+    /// Placement's `resource_provider_generation` as last read or written (0 for a provider
+    /// not read from Placement). Every write of inventories or traits names it and Placement
+    /// answers 409 `placement.concurrent_update` when it moved (allocations move it too).
+    pub generation: u32,
 }
 
 impl ResourceProvider {
@@ -77,6 +81,7 @@ impl ResourceProvider {
             inventories: BTreeMap::new(),
             traits: BTreeSet::new(),
             usages: BTreeMap::new(),
+            generation: 0,
         }
     }
 
@@ -115,5 +120,10 @@ impl ProviderTree {
     /// The provider with this uuid.
     pub fn by_uuid(&self, uuid: Uuid) -> Option<&ResourceProvider> {
         self.providers.iter().find(|p| p.uuid == uuid)
+    }
+
+    /// The provider with this uuid, to change.
+    pub fn by_uuid_mut(&mut self, uuid: Uuid) -> Option<&mut ResourceProvider> {
+        self.providers.iter_mut().find(|p| p.uuid == uuid)
     }
 }

@@ -200,6 +200,70 @@ impl PciView {
     pub fn provider(&self, name: &str) -> Option<&PciProvider> {
         self.providers.iter().find(|p| p.name == name)
     }
+
+    /// A consumer's allocations (`GET /allocations/{consumer}`) on this view's providers, in
+    /// provider order, with the devices that may serve each: the devices behind the provider
+    /// (a PF provider's VFs, or the PF or type-PCI device itself) for its devices' class, none
+    /// for a class only Placement's usage keeps. Allocations on other providers (the root's
+    /// VCPU or memory, other hosts') are not this host's and are left out. The one mapping
+    /// from allocation to devices, as Nova's compute maps request groups to the devices of the
+    /// allocated providers (`nova/pci/stats.py` `_filter_pools_for_allocation`): the agent's
+    /// claim by consumer and the fleet benchmark both call it.
+    pub fn allocated_here(
+        &self,
+        allocations: &crate::client::Allocations,
+    ) -> Vec<ProviderAllocation> {
+        let mut out = Vec::new();
+        for p in &self.providers {
+            let Some(classes) = allocations.get(&p.uuid) else {
+                continue;
+            };
+            for (class, &count) in classes.iter().filter(|&(_, &n)| n > 0) {
+                out.push(ProviderAllocation {
+                    provider: p.name.clone(),
+                    uuid: p.uuid,
+                    resource_class: class.clone(),
+                    count,
+                    devices: if *class == p.resource_class {
+                        p.devices.clone()
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether some inventory is held above the devices by Placement's allocations: a
+    /// device gone while allocated, a class Placement still has usage of, or usage above
+    /// the device count (Placement's double allocation). Such an inventory must come down
+    /// when the allocations go, which only a fresh read of Placement's usages shows.
+    pub fn held_by_allocations(&self) -> bool {
+        self.providers.iter().any(|p| {
+            let devices = u32::try_from(p.devices.len()).unwrap_or(u32::MAX);
+            p.inventories
+                .iter()
+                .any(|(class, inv)| *class != p.resource_class || inv.total > devices)
+        })
+    }
+}
+
+/// One of this host's providers in a consumer's allocation, and what it takes
+/// ([`PciView::allocated_here`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderAllocation {
+    /// The provider's name (`<host>_<ADDRESS>`).
+    pub provider: String,
+    /// Its uuid.
+    pub uuid: Uuid,
+    /// The allocated resource class.
+    pub resource_class: String,
+    /// How many units Placement allocated: devices to claim.
+    pub count: u32,
+    /// The devices behind the provider that may serve it (a PF provider's VFs, or the PF or
+    /// type-PCI device itself); none when the class is not the one its devices have.
+    pub devices: Vec<PciAddress>,
 }
 
 /// What the view is computed from.

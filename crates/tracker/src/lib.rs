@@ -36,11 +36,13 @@ pub mod tracker;
 
 pub use cleanup::{CleanupPolicy, DefaultCleanup};
 pub use device_state::{Operation, TransitionError};
-pub use pools::{HostNumaCell, NumaContext, Pool, PoolError, PoolKey, PoolSet};
+pub use pools::{HostNumaCell, NumaContext, Pool, PoolError, PoolKey, PoolSet, Shortage};
 pub use record::{Profile, TrackedDevice};
 pub use request::{
     Alias, AliasConfigError, AliasError, AliasTable, NumaPolicy, PciRequest, RequestError, Spec,
 };
 pub use store::{Durability, SqliteStore, Store, StoreError};
 pub use sync::{Deferral, Repair, SyncReport};
-pub use tracker::{ClaimedDevice, DeviceFilter, FreeReport, Tracker, TrackerError};
+pub use tracker::{
+    CandidateRequest, ClaimedDevice, DeviceFilter, FreeReport, Tracker, TrackerError,
+};

@@ -170,6 +170,18 @@ pub enum PoolError {
     },
 }
 
+/// A group of [`PoolSet::consume_among`] with fewer free candidates than it wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("group #{group} wants {wanted} device(s) but only {free} of its candidates are free")]
+pub struct Shortage {
+    /// The group's index.
+    pub group: usize,
+    /// How many it wants.
+    pub wanted: usize,
+    /// How many of its candidates were free (pooled) when it was tried.
+    pub free: usize,
+}
+
 /// The step of Nova's `_filter_pools` that left fewer devices than requested.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Shortfall {
@@ -582,6 +594,62 @@ impl PoolSet {
                         found: request.count as usize - left,
                     },
                 ));
+            }
+            work.compact(&dead);
+            chosen.push(got);
+        }
+        *self = work;
+        Ok(chosen)
+    }
+
+    /// Chooses `count` pooled devices among each group's `candidates` (a Placement provider's
+    /// devices: Nova's claim keeps only the pools of the allocated provider,
+    /// `nova/pci/stats.py` `_filter_pools_for_allocation`, and this is that filter by
+    /// address), in the candidates' order, taking each chosen device's dependants out as
+    /// [`PoolSet::consume_requests`] does. Free means pooled: the one rule of what is free
+    /// stays where the pool set is built. All or nothing: on failure the set is unchanged and
+    /// the error names the group and how many of its candidates were free then.
+    ///
+    /// # Errors
+    ///
+    /// [`Shortage`] for the first group with fewer free candidates than its count.
+    pub fn consume_among(
+        &mut self,
+        groups: &[(&[PciAddress], usize)],
+    ) -> Result<Vec<Vec<PciAddress>>, Shortage> {
+        let mut work = self.clone();
+        let mut chosen = Vec::with_capacity(groups.len());
+        for (group, &(candidates, count)) in groups.iter().enumerate() {
+            let pooled: BTreeSet<PciAddress> = work.free_devices().map(|d| d.address).collect();
+            let free: Vec<PciAddress> = candidates
+                .iter()
+                .copied()
+                .filter(|a| pooled.contains(a))
+                .collect();
+            if free.len() < count {
+                return Err(Shortage {
+                    group,
+                    wanted: count,
+                    free: free.len(),
+                });
+            }
+            let mut dead = vec![false; work.pools.len()];
+            let mut got = Vec::with_capacity(count);
+            for a in free.into_iter().take(count) {
+                // A device taken out as an earlier pick's dependant is no longer pooled.
+                let Some(entry) = work.free_devices().find(|d| d.address == a).cloned() else {
+                    continue;
+                };
+                work.take_out(a, &mut dead);
+                work.take_dependants(&entry, &mut dead);
+                got.push(a);
+            }
+            if got.len() < count {
+                return Err(Shortage {
+                    group,
+                    wanted: count,
+                    free: got.len(),
+                });
             }
             work.compact(&dead);
             chosen.push(got);

@@ -17,7 +17,7 @@ use crate::cleanup::CleanupPolicy;
 use crate::device_state::{Outcome, TransitionError};
 use crate::pools::{NumaContext, PoolError, PoolSet, pool_value};
 use crate::record::TrackedDevice;
-use crate::request::PciRequest;
+use crate::request::{PciRequest, Spec};
 use crate::state::{State, Work};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::sync::{Scope, SyncReport, sync_in};
@@ -103,6 +103,20 @@ impl ClaimedDevice {
     }
 }
 
+/// A request for `count` devices among explicit candidates: what a Placement allocation
+/// names (the devices behind one allocated provider: a PF provider's VFs, or the PF or
+/// type-PCI device itself), for [`Tracker::claim_among`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CandidateRequest {
+    /// The devices that may serve it, in the order to try them.
+    pub candidates: Vec<PciAddress>,
+    /// How many of them to claim.
+    pub count: u32,
+    /// Recorded on the claimed devices (Nova's `request_id`).
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
 /// What a free did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FreeReport {
@@ -148,6 +162,24 @@ pub enum TrackerError {
         /// The device, its status and the operation.
         #[source]
         source: TransitionError,
+    },
+    /// A [`Tracker::claim_among`] request with fewer free devices among its candidates than
+    /// it wants.
+    #[error(
+        "claim for instance {instance} refused: request #{request} wants {wanted} of its \
+         {candidates} candidate device(s) but only {free} are free"
+    )]
+    TooFewFree {
+        /// The instance.
+        instance: String,
+        /// The request's index.
+        request: usize,
+        /// How many devices it wants.
+        wanted: u32,
+        /// How many candidates it named.
+        candidates: usize,
+        /// How many of them were free.
+        free: usize,
     },
     /// The address names no tracked device.
     #[error("PCI device {address} is not tracked")]
@@ -448,22 +480,7 @@ impl<S: Store> Tracker<S> {
             let mut out = Vec::new();
             for (ri, addrs) in chosen.into_iter().enumerate() {
                 for a in addrs {
-                    let (mut family, members, target) = work
-                        .family(a)
-                        .ok_or(TrackerError::NotTracked { address: a })?;
-                    let outcome =
-                        family
-                            .claim(target, instance)
-                            .map_err(|source| TrackerError::Refused {
-                                instance: instance.to_string(),
-                                source,
-                            })?;
-                    log_warnings(&outcome);
-                    work.store_family(family, &members);
-                    let mut d = work.get(a).expect("in the family").clone();
-                    d.request_id = requests[ri].request_id.clone();
-                    out.push(ClaimedDevice::of(&d, ri, &requests[ri]));
-                    work.put(d);
+                    out.push(claim_one(work, instance, a, ri, &requests[ri])?);
                 }
             }
             // Nova's `_claim_instance` warns the same way: the instance has a NUMA topology
@@ -476,6 +493,81 @@ impl<S: Store> Tracker<S> {
                         "assigning a PCI device without NUMA affinity to an instance with a \
                          NUMA topology"
                     );
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Claims for `instance` exactly `count` free devices among each request's candidates: all
+    /// requests are met, or nothing changes. A claim by Placement consumer comes here: the
+    /// allocation already chose the providers, so only the devices behind them may serve it
+    /// (Nova's `_filter_pools_for_allocation`, `nova/pci/stats.py`). Free is what the pools
+    /// hold (the one rule, [`PoolSet::consume_among`]); each chosen device then goes through
+    /// the state machine with its relatives, as in [`Tracker::claim`].
+    ///
+    /// A request's count is what the instance should hold among its candidates, not a
+    /// delta: Placement's allocation of a consumer is its total. Candidates the instance
+    /// already holds (claimed or allocated) count toward it and are answered again, so a
+    /// repeated claim (a client retrying after a lost answer) takes nothing more and writes
+    /// nothing, and a grown allocation takes only the difference.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::TooFewFree`] naming the first request whose candidates hold fewer free
+    /// devices than it wants; [`TrackerError::Refused`] when the state machine refuses a
+    /// chosen device; [`TrackerError::NotTracked`]; [`TrackerError::Store`]. A refused claim
+    /// writes nothing.
+    pub fn claim_among(
+        &mut self,
+        instance: &str,
+        requests: &[CandidateRequest],
+    ) -> Result<Vec<ClaimedDevice>, TrackerError> {
+        self.write(|work| {
+            let held: BTreeSet<PciAddress> = owned_by(
+                work,
+                instance,
+                &[DeviceStatus::Claimed, DeviceStatus::Allocated],
+            )
+            .into_iter()
+            .collect();
+            let already: Vec<Vec<PciAddress>> = requests
+                .iter()
+                .map(|r| {
+                    r.candidates
+                        .iter()
+                        .copied()
+                        .filter(|a| held.contains(a))
+                        .take(r.count as usize)
+                        .collect()
+                })
+                .collect();
+            let mut pools = work.base.pools();
+            let groups: Vec<(&[PciAddress], usize)> = requests
+                .iter()
+                .zip(&already)
+                .map(|(r, have)| (r.candidates.as_slice(), r.count as usize - have.len()))
+                .collect();
+            let chosen = pools.consume_among(&groups).map_err(|s| {
+                let r = &requests[s.group];
+                TrackerError::TooFewFree {
+                    instance: instance.to_string(),
+                    request: s.group,
+                    wanted: r.count,
+                    candidates: r.candidates.len(),
+                    free: s.free + already[s.group].len(),
+                }
+            })?;
+            let mut out = Vec::new();
+            for (ri, addrs) in chosen.into_iter().enumerate() {
+                let mut as_request = PciRequest::new(requests[ri].count, Spec::new());
+                as_request.request_id = requests[ri].request_id.clone();
+                for &a in &already[ri] {
+                    let d = work.get(a).expect("held by the instance");
+                    out.push(ClaimedDevice::of(d, ri, &as_request));
+                }
+                for a in addrs {
+                    out.push(claim_one(work, instance, a, ri, &as_request)?);
                 }
             }
             Ok(out)
@@ -566,6 +658,33 @@ fn reserve_if_one_time_use(work: &mut Work<'_>, a: PciAddress) {
         tracing::info!(address = %a, "one-time-use device allocated: reserved until released");
         work.put(d);
     }
+}
+
+/// Claims device `a` for `instance` through the state machine (with its relatives) and
+/// records request `ri`'s id on it.
+fn claim_one(
+    work: &mut Work<'_>,
+    instance: &str,
+    a: PciAddress,
+    ri: usize,
+    request: &PciRequest,
+) -> Result<ClaimedDevice, TrackerError> {
+    let (mut family, members, target) = work
+        .family(a)
+        .ok_or(TrackerError::NotTracked { address: a })?;
+    let outcome = family
+        .claim(target, instance)
+        .map_err(|source| TrackerError::Refused {
+            instance: instance.to_string(),
+            source,
+        })?;
+    log_warnings(&outcome);
+    work.store_family(family, &members);
+    let mut d = work.get(a).expect("in the family").clone();
+    d.request_id = request.request_id.clone();
+    let claimed = ClaimedDevice::of(&d, ri, request);
+    work.put(d);
+    Ok(claimed)
 }
 
 fn log_warnings(outcome: &Outcome) {

@@ -6,6 +6,7 @@
 mod discover;
 mod output;
 mod pci_names;
+mod placement;
 mod policy;
 mod policy_test;
 mod run;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Work with policies: check, list, evaluate, test, build.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// What the running agent reports to OpenStack Placement, beside what Placement holds.
+    #[command(subcommand)]
+    Placement(placement::PlacementCommand),
 }
 
 /// Sets up tracing on stderr; `RUST_LOG` filters (default `warn`, `info` for the agent).
@@ -136,5 +140,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Release(args) => tracker::release(args, &config),
         Command::Check(args) => tracker::check(args, &config),
         Command::Policy(cmd) => policy::run(cmd, &config),
+        Command::Placement(cmd) => placement::run(cmd, &config),
     }
 }

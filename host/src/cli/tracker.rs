@@ -263,13 +263,18 @@ pub fn pools(args: PoolsArgs, config: &Config) -> anyhow::Result<ExitCode> {
 
 /// `pcitrack claim`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["spec", "alias", "requests"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["spec", "alias", "requests", "placement_consumer"])))]
 pub struct ClaimArgs {
     #[command(flatten)]
     target: TargetArgs,
-    /// The instance the devices are for.
-    #[arg(long)]
-    instance: String,
+    /// The instance the devices are for (with --placement-consumer: default the consumer).
+    #[arg(long, required_unless_present = "placement_consumer")]
+    instance: Option<String>,
+    /// A Placement consumer's UUID: claim exactly the devices Placement allocated to it on
+    /// this host's providers, all or none (asks the running agent, which must report to
+    /// Placement; refused, naming the over-allocation, when fewer are free here).
+    #[arg(long, value_name = "UUID", conflicts_with_all = ["count", "numa_cells", "numa_policy"])]
+    placement_consumer: Option<String>,
     /// A request spec as JSON: an object or a list of objects (alternatives) with vendor_id,
     /// product_id, dev_type and tags (physical_network, remote_managed, ...).
     #[arg(long)]
@@ -314,8 +319,14 @@ pub fn claim(args: ClaimArgs, config: &Config) -> anyhow::Result<ExitCode> {
         .map(str::parse)
         .transpose()
         .context("--numa-policy")?;
+    let instance = args
+        .instance
+        .clone()
+        .or_else(|| args.placement_consumer.clone())
+        .unwrap_or_default();
     let req = ClaimRequest {
-        instance: args.instance.clone(),
+        instance: args.instance.unwrap_or_default(),
+        placement_consumer: args.placement_consumer,
         spec: args.spec.map(serde_json::Value::String),
         alias: args.alias,
         count: args.count,
@@ -348,7 +359,7 @@ pub fn claim(args: ClaimArgs, config: &Config) -> anyhow::Result<ExitCode> {
                     c.vendor_id,
                     c.product_id,
                     c.managed,
-                    args.instance,
+                    instance.trim(),
                     c.request_id.as_deref().unwrap_or("-")
                 );
             }

@@ -8,6 +8,10 @@
 //! for one transaction at a time (claims and syncs interleave, and SQLite's write lock backs
 //! it for other processes); policies in an `ArcSwap`, so an evaluation keeps the set it
 //! started with while a reload swaps in the next one.
+//!
+//! Placement (`[pci] report_in_placement`): after every reconcile and every change of device
+//! state, the tracked devices go to the reporter thread ([`super::placement::Reporting`]),
+//! which never holds any of these locks.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -23,6 +27,7 @@ use pcitrack_tracker::{DeviceFilter, HostNumaCell, SqliteStore, Tracker};
 use serde::Serialize;
 
 use super::metrics::Metrics;
+use super::placement::{PlacementShow, Reporting, StatusRow};
 use super::registry::{PoliciesReport, PolicyRegistry, RefreshReport};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::ops::VerdictRow;
@@ -74,6 +79,8 @@ pub struct Agent {
     last_config_error: Mutex<Option<String>>,
     host_cells: ArcSwap<Vec<HostNumaCell>>,
     stopping: AtomicBool,
+    /// The Placement reporter, when `[pci] report_in_placement` was on at start.
+    placement: Option<Reporting>,
     /// The agent's counters.
     pub metrics: Metrics,
     started: Instant,
@@ -121,6 +128,7 @@ impl Agent {
         let metrics = Metrics::default();
         metrics.reload("loaded", refresh.loaded.len() as u64);
         metrics.reload("refused", refresh.refused.len() as u64);
+        let placement = Reporting::start(&config).context("starting the Placement reporter")?;
         let agent = Arc::new(Agent {
             config_path,
             overrides,
@@ -134,6 +142,7 @@ impl Agent {
             last_config_error: Mutex::new(None),
             host_cells: ArcSwap::from_pointee(Vec::new()),
             stopping: AtomicBool::new(false),
+            placement,
             metrics,
             started: Instant::now(),
         });
@@ -198,6 +207,7 @@ impl Agent {
                     "reconciled"
                 );
                 *lock(&self.last_reconcile) = Some(s.clone());
+                self.report_placement();
             }
             Err(e) => {
                 self.metrics.reconcile_failed();
@@ -380,6 +390,16 @@ impl Agent {
     fn try_reload_config(&self) -> anyhow::Result<()> {
         let config = self.overrides.effective(self.config_path.as_deref())?;
         let old = self.config();
+        let placement_changed = match &self.placement {
+            Some(r) => r.differs(&config),
+            None => config.pci.report_in_placement,
+        };
+        if placement_changed {
+            tracing::warn!(
+                setting = "[pci] report_in_placement / [placement]",
+                "changed; takes effect at the next start"
+            );
+        }
         for (what, a, b) in [
             ("[agent] db", old.db(), config.db()),
             ("[api] socket", old.socket(), config.socket()),
@@ -399,6 +419,39 @@ impl Agent {
         self.policies.store(Arc::new(set));
         self.config.store(Arc::new(config));
         Ok(())
+    }
+
+    /// The Placement reporter, when the agent reports to Placement.
+    pub fn placement(&self) -> Option<&pcitrack_placement::ReporterHandle> {
+        self.placement.as_ref().map(Reporting::handle)
+    }
+
+    /// Hands the reporter what Placement should hold now (after a reconcile, an allocation,
+    /// a free or a release: anything that changes the devices or their reservation). Returns
+    /// at once; the reporter sends nothing when nothing changed.
+    pub fn report_placement(&self) {
+        let Some(reporting) = &self.placement else {
+            return;
+        };
+        match self.with_tracker(|t| t.devices(&DeviceFilter::default())) {
+            Ok(devices) => reporting.submit(&self.config(), devices),
+            Err(e) => tracing::error!(error = %e, "cannot read the devices to report to Placement"),
+        }
+    }
+
+    /// The reporting state (`enabled: false` when the agent does not report).
+    pub fn placement_status(&self) -> StatusRow {
+        self.placement
+            .as_ref()
+            .map_or_else(StatusRow::disabled, Reporting::status)
+    }
+
+    /// What the agent reports, what Placement holds, and the differences. Reads Placement:
+    /// call it on a blocking thread.
+    pub fn placement_show(&self) -> PlacementShow {
+        self.placement
+            .as_ref()
+            .map_or_else(PlacementShow::disabled, Reporting::show)
     }
 
     /// Runs `f` on the tracker, one transaction at a time.
@@ -461,7 +514,10 @@ impl Agent {
     /// Health: up, with the last reconcile, the last refused configuration, and the policy
     /// files whose newest version was refused (names, and each one's reason). While the
     /// newest configuration is refused (the agent runs on the last good one), `ok` is false,
-    /// `status` is `degraded` and `config_error` says why.
+    /// `status` is `degraded` and `config_error` says why. While Placement refuses the report
+    /// or cannot be reached, `status` is `degraded` but `ok` stays true: the host serves its
+    /// devices locally all the same, and a load balancer reading `ok` must not take it out
+    /// for a fleet-level problem; `placement` says what is behind.
     pub fn health(&self) -> serde_json::Value {
         let report = self.policies_report();
         let refused: Vec<(&str, &str)> = report
@@ -480,14 +536,17 @@ impl Agent {
             .collect();
         let config_error = lock(&self.last_config_error).clone();
         let ok = config_error.is_none();
+        let placement = self.placement_status();
+        let degraded = !ok || placement.degraded();
         serde_json::json!({
-            "status": if ok { "ok" } else { "degraded" },
+            "status": if degraded { "degraded" } else { "ok" },
             "ok": ok,
             "uptime_secs": self.started.elapsed().as_secs(),
             "last_reconcile": *lock(&self.last_reconcile),
             "config_error": config_error,
             "refused_policies": names,
             "policy_errors": errors,
+            "placement": placement,
         })
     }
 
@@ -501,6 +560,9 @@ impl Agent {
         self.stopping.store(true, Ordering::Relaxed);
         let _reconcile = lock(&self.reconcile_lock);
         let _tracker = lock(&self.tracker);
+        if let Some(p) = &self.placement {
+            p.shutdown();
+        }
         tracing::info!("in-flight work finished; stopping");
     }
 }

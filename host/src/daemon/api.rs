@@ -30,7 +30,7 @@ impl From<OpError> for ApiError {
     fn from(e: OpError) -> Self {
         let status = match e {
             OpError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            OpError::Refused(_) => StatusCode::CONFLICT,
+            OpError::Refused(_) | OpError::OverAllocated(_) => StatusCode::CONFLICT,
             OpError::NotFound(_) => StatusCode::NOT_FOUND,
             OpError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -77,6 +77,7 @@ pub fn router(agent: Arc<Agent>, token: Option<String>) -> Router {
         .route("/v1/release", post(release))
         .route("/v1/policies", get(policies))
         .route("/v1/reconcile", post(reconcile))
+        .route("/v1/placement", get(placement))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError(
@@ -159,6 +160,23 @@ async fn claim(
     body: Result<Json<ClaimRequest>, JsonRejection>,
 ) -> Answer<Vec<pcitrack_tracker::ClaimedDevice>> {
     let Json(req) = body?;
+    if let Some(consumer) = ops::consumer_of(&req)? {
+        // Placement is read on the blocking thread, outside the tracker's lock: a slow
+        // Placement delays this claim only, never the local API.
+        return blocking(move || {
+            let placement = agent.placement().ok_or_else(|| {
+                ApiError::from(OpError::Refused(format!(
+                    "placement_consumer {consumer}: this agent does not report to Placement \
+                     ([pci] report_in_placement is false), so it has no allocation to claim"
+                )))
+            })?;
+            Ok(ops::claim_by_consumer(placement, consumer, |allocated| {
+                agent.with_tracker(|t| ops::claim_allocated(t, &req, consumer, allocated))
+            })?)
+        })
+        .await
+        .map(Json);
+    }
     // The aliases parsed when the configuration loaded, and the topology read at the last
     // start or rescan (for the `socket` policy).
     let config = agent.config();
@@ -173,9 +191,14 @@ async fn allocate(
     body: Result<Json<InstanceRequest>, JsonRejection>,
 ) -> Answer<Vec<String>> {
     let Json(req) = body?;
-    blocking(move || Ok(agent.with_tracker(|t| ops::allocate(t, &req))?))
-        .await
-        .map(Json)
+    blocking(move || {
+        let allocated = agent.with_tracker(|t| ops::allocate(t, &req))?;
+        // A one-time-use device is reserved from its allocation on (Placement: reserved = total).
+        agent.report_placement();
+        Ok(allocated)
+    })
+    .await
+    .map(Json)
 }
 
 async fn free(
@@ -183,9 +206,14 @@ async fn free(
     body: Result<Json<InstanceRequest>, JsonRejection>,
 ) -> Answer<pcitrack_tracker::FreeReport> {
     let Json(req) = body?;
-    blocking(move || Ok(agent.with_tracker(|t| ops::free(t, &req))?))
-        .await
-        .map(Json)
+    blocking(move || {
+        let freed = agent.with_tracker(|t| ops::free(t, &req))?;
+        // Devices unreported while in use go with their free.
+        agent.report_placement();
+        Ok(freed)
+    })
+    .await
+    .map(Json)
 }
 
 async fn release(
@@ -193,9 +221,14 @@ async fn release(
     body: Result<Json<ops::ReleaseRequest>, JsonRejection>,
 ) -> Answer<ops::DeviceRow> {
     let Json(req) = body?;
-    blocking(move || Ok(agent.with_tracker(|t| ops::release(t, &req))?))
-        .await
-        .map(Json)
+    blocking(move || {
+        let released = agent.with_tracker(|t| ops::release(t, &req))?;
+        // Released: back in the pools, and no longer reserved in Placement.
+        agent.report_placement();
+        Ok(released)
+    })
+    .await
+    .map(Json)
 }
 
 async fn policies(State(agent): State<Arc<Agent>>) -> Json<impl Serialize> {
@@ -212,6 +245,32 @@ async fn reconcile(State(agent): State<Arc<Agent>>) -> Answer<super::agent::Reco
     .map(Json)
 }
 
+/// What the agent reports to Placement, what Placement holds now, and the differences
+/// (`enabled: false` when the agent does not report); an unreachable Placement is
+/// `placement_error`, not a failed request. Placement is read on a thread of its own, not
+/// on the capped blocking pool: a slow Placement (up to `[placement] timeout_secs`) must
+/// never hold up the claims and reconciles queued there.
+async fn placement(State(agent): State<Arc<Agent>>) -> Answer<super::placement::PlacementShow> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pcitrack-placement-show".into())
+        .spawn(move || {
+            let _ = tx.send(agent.placement_show());
+        })
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot start a thread to read Placement: {e}"),
+            )
+        })?;
+    rx.await.map(Json).map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reading Placement failed (its thread panicked; see the log)".into(),
+        )
+    })
+}
+
 /// What `/metrics` serves: prometheus-client's `encode` writes the OpenMetrics text format
 /// (`_total` counters, `# EOF` at the end), so that is the type declared; Prometheus
 /// negotiates it like its own text format.
@@ -223,6 +282,7 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
             &agent.devices_by_status(),
             agent.reserved_devices(),
             &agent.policies_report(),
+            agent.placement().map(|p| p.status()).as_ref(),
         )
     })
     .await

@@ -32,6 +32,11 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyLabels {
     policy: String,
     kind: String,
@@ -105,13 +110,14 @@ impl Metrics {
     }
 
     /// The exposition text, with devices by status, reserved devices (used one-time-use
-    /// devices waiting for release; they also count under their status) and the policies'
-    /// counters as they are now.
+    /// devices waiting for release; they also count under their status), the policies'
+    /// counters and the Placement reporter's (when the agent reports) as they are now.
     pub fn render(
         &self,
         devices_by_status: &[(String, i64)],
         reserved: i64,
         policies: &PoliciesReport,
+        placement: Option<&pcitrack_placement::ReportStatus>,
     ) -> String {
         let mut registry = Registry::with_prefix("pcitrack");
         registry.register(
@@ -196,9 +202,61 @@ impl Metrics {
             "Failed policy calls of any kind (traps and timeouts included)",
             failures,
         );
+        if let Some(status) = placement {
+            register_placement(&mut registry, status);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }
+}
+
+/// The Placement reporter's counters and gauges, read from its status at scrape time:
+/// `pcitrack_placement_reports_total{result="success"|"failure"}`,
+/// `pcitrack_placement_conflicts_total` (409 generation conflicts re-read and retried),
+/// `pcitrack_placement_pending_changes` and
+/// `pcitrack_placement_last_success_timestamp_seconds` (0 before the first success).
+fn register_placement(registry: &mut Registry, status: &pcitrack_placement::ReportStatus) {
+    let reports = Family::<ResultLabels, Counter>::default();
+    for (result, n) in [
+        ("success", status.reports_total),
+        ("failure", status.failures_total),
+    ] {
+        reports
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc_by(n);
+    }
+    registry.register(
+        "placement_reports",
+        "Reports to Placement, by result (a success may have had nothing to send)",
+        reports,
+    );
+    let conflicts = Counter::<u64>::default();
+    conflicts.inc_by(status.conflicts_total);
+    registry.register(
+        "placement_conflicts",
+        "Placement generation conflicts (409), re-read and retried",
+        conflicts,
+    );
+    let pending = Gauge::<i64>::default();
+    pending.set(i64::from(status.pending_changes));
+    registry.register(
+        "placement_pending_changes",
+        "Changes Placement has not accepted yet",
+        pending,
+    );
+    let last = Gauge::<i64>::default();
+    last.set(
+        status
+            .last_success
+            .map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX)),
+    );
+    registry.register(
+        "placement_last_success_timestamp_seconds",
+        "When Placement last accepted a report, Unix seconds (0: never)",
+        last,
+    );
 }

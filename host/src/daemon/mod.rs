@@ -13,6 +13,7 @@ pub mod agent;
 pub mod api;
 pub mod metrics;
 mod notify;
+pub mod placement;
 pub mod registry;
 mod uevents;
 mod watch;
