@@ -328,7 +328,8 @@ impl PlacementSection {
     }
 
     /// Checks that the section says how to reach Placement: a known `auth_type` with every
-    /// field it needs, a URL that is one, a timeout of at least a second.
+    /// field it needs, a URL that is one, a timeout of at least a second, catalog
+    /// interfaces keystoneauth knows.
     ///
     /// # Errors
     ///
@@ -382,6 +383,19 @@ impl PlacementSection {
         }
         if self.timeout_secs == Some(0) {
             return Err("[placement] timeout_secs must be at least 1".into());
+        }
+        // keystoneauth refuses any other interface (`keystoneauth1/loading/adapter.py`
+        // `process_conf_options`); an unknown one would only fail later, at the catalog.
+        if let Some(bad) = self
+            .valid_interfaces
+            .iter()
+            .flatten()
+            .find(|i| !["public", "internal", "admin"].contains(&i.as_str()))
+        {
+            return Err(format!(
+                "[placement] valid_interfaces: {bad:?} is not a valid value (public, internal \
+                 or admin)"
+            ));
         }
         if self.host.as_deref() == Some("") {
             return Err(

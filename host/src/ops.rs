@@ -592,9 +592,10 @@ pub fn claim<S: Store>(
     aliases: &AliasTable,
     host_cells: &[HostNumaCell],
 ) -> Result<Vec<ClaimedDevice>, OpError> {
-    if let Some(consumer) = &claim.placement_consumer {
+    // A consumer that is not a UUID (or not alone) is named as such first.
+    if let Some(consumer) = consumer_of(claim)? {
         return Err(OpError::BadRequest(format!(
-            "placement_consumer {consumer:?}: a claim by Placement consumer is answered by the \
+            "placement_consumer {consumer}: a claim by Placement consumer is answered by the \
              running agent with [pci] report_in_placement = true (it holds the Placement client \
              and this host's providers); claim through the agent's socket, not the database file"
         )));

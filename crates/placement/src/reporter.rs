@@ -103,7 +103,8 @@ pub struct ReportStatus {
     pub reports_total: u64,
     /// Reports that failed or were refused.
     pub failures_total: u64,
-    /// 409 answers that made the reporter re-read Placement.
+    /// 409 answers to writes, each making the reporter re-read Placement (counted also when
+    /// that report then failed for another reason).
     pub conflicts_total: u64,
     /// HTTP calls made, reads and writes.
     pub calls_total: u64,
@@ -208,6 +209,8 @@ pub struct Reporter {
     root_uuid: Option<Uuid>,
     /// Changes the last failed attempt did not send.
     pending: u32,
+    /// Every 409 met, whether or not its report succeeded in the end.
+    conflicts_met: u64,
 }
 
 /// The part of a provider Placement sees (what the skip compares).
@@ -243,6 +246,7 @@ impl Reporter {
             known: BTreeMap::new(),
             root_uuid: None,
             pending: 0,
+            conflicts_met: 0,
         }
     }
 
@@ -261,6 +265,13 @@ impl Reporter {
     /// before the diff: the changes against the tree last known).
     pub fn pending_changes(&self) -> u32 {
         self.pending
+    }
+
+    /// Every 409 met so far, counted when it is met: also those of a report that failed
+    /// afterwards for another reason (a 409 then a failed re-read), which
+    /// [`ReportOutcome::conflicts`] never sees.
+    pub fn conflicts_met(&self) -> u64 {
+        self.conflicts_met
     }
 
     /// Brings Placement in step with `input`: nothing sent when the view equals the one
@@ -369,6 +380,7 @@ impl Reporter {
                     }
                     tracing::info!(error = %e, "Placement answered 409: re-reading the tree");
                     conflicts += 1;
+                    self.conflicts_met += 1;
                     last_conflict = Some(e);
                 }
             }
@@ -629,7 +641,7 @@ fn run(
                 s.pending_changes = 0;
                 s.last_error = None;
                 s.reports_total += 1;
-                s.conflicts_total += u64::from(outcome.conflicts);
+                s.conflicts_total = reporter.conflicts_met();
                 s.calls_total += u64::from(outcome.calls);
                 s.changes_total += u64::from(outcome.changes);
                 if outcome.changes > 0 {
@@ -645,9 +657,7 @@ fn run(
                 let mut s = lock(&shared.status);
                 s.failures_total += 1;
                 s.last_error = Some(e.to_string());
-                if let ReportError::Conflicts { attempts, .. } = &e {
-                    s.conflicts_total += u64::from(*attempts);
-                }
+                s.conflicts_total = reporter.conflicts_met();
                 if transient {
                     s.state = ReportState::Pending;
                     s.pending_changes = reporter.pending_changes().max(1);

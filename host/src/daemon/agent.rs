@@ -207,6 +207,15 @@ impl Agent {
                     "reconciled"
                 );
                 *lock(&self.last_reconcile) = Some(s.clone());
+                // The periodic resync also re-reads Placement, so that what someone else
+                // changed there (an inventory, a trait) is put right even on a quiet host: Nova
+                // refreshes its provider cache on the same 300 s default
+                // (`[compute] resource_provider_association_refresh`, nova/conf/compute.py).
+                if trigger == "timer"
+                    && let Some(reporter) = self.placement()
+                {
+                    reporter.resync();
+                }
                 self.report_placement();
             }
             Err(e) => {

@@ -85,9 +85,16 @@ impl Daemon {
     /// Rewrites the configuration with another `extra` part.
     pub fn write_config(&mut self, extra: &str) {
         let d = self.dir.path();
+        // An `extra` beginning with its own `resync_interval_secs = N` line (still in
+        // `[agent]`) replaces the default hour.
+        let resync = if extra.starts_with("resync_interval_secs") {
+            ""
+        } else {
+            "resync_interval_secs = 3600\n"
+        };
         let text = format!(
             "[agent]\nsysfs_root = {:?}\npolicies_dir = {:?}\nstate_dir = {:?}\n\
-             uevent_relay = {:?}\nnetlink = false\nresync_interval_secs = 3600\n{extra}\n",
+             uevent_relay = {:?}\nnetlink = false\n{resync}{extra}\n",
             self.sysfs.root(),
             d.join("policies"),
             d.join("state"),
