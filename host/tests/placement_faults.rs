@@ -82,10 +82,19 @@ struct World {
 }
 
 fn start(test: &str, timeout_secs: u64) -> Option<World> {
+    start_with(test, timeout_secs, "")
+}
+
+/// [`start`] with `agent` lines (e.g. `resync_interval_secs = 2\n`) ahead of the
+/// configuration, still in `[agent]`.
+fn start_with(test: &str, timeout_secs: u64, agent: &str) -> Option<World> {
     let python = pcitrack_placement_harness::python(test)?;
     let placement = Placement::start_sqlite(&python);
     let proxy = FaultProxy::start(placement.url());
-    let d = Daemon::start(host(), &config(proxy.url(), timeout_secs));
+    let d = Daemon::start(
+        host(),
+        &format!("{agent}{}", config(proxy.url(), timeout_secs)),
+    );
     assert!(
         d.wait_for(T, |d| status(d)["state"] == "in_step"),
         "{}\n{}",
@@ -327,6 +336,26 @@ fn wait(d: &Daemon, what: &str, mut cond: impl FnMut(&Daemon) -> bool) {
     assert!(ok, "{what}: {}\n{}", status(d), d.log());
 }
 
+/// Someone else adds `CUSTOM_OUTSIDE_WRITER` to the GPU provider's traits, moving its
+/// generation. Returns the provider's uuid.
+fn outside_writer_adds_a_trait(placement: &Placement) -> String {
+    let before = placement_providers(placement);
+    let gpu_uuid = before[&rp_name(GPU)]["uuid"].as_str().unwrap().to_string();
+    let (s, v) = placement.request("PUT", "/traits/CUSTOM_OUTSIDE_WRITER", None);
+    assert!(s == 201 || s == 204, "{s} {v}");
+    let generation =
+        placement.get(&format!("/resource_providers/{gpu_uuid}"))["generation"].clone();
+    let mut traits: Vec<Value> = before[&rp_name(GPU)]["traits"].as_array().unwrap().clone();
+    traits.push(json!("CUSTOM_OUTSIDE_WRITER"));
+    let (s, v) = placement.request(
+        "PUT",
+        &format!("/resource_providers/{gpu_uuid}/traits"),
+        Some(&json!({"resource_provider_generation": generation, "traits": traits})),
+    );
+    assert_eq!(s, 200, "{v}");
+    gpu_uuid
+}
+
 fn hot_plug_gpu2(d: &Daemon) {
     d.sysfs.add_device(GPU2, 0x10de, 0x1eb8, 0x030000);
     d.uevent("add", GPU2);
@@ -404,22 +433,7 @@ fn placement_answering_409s_makes_the_agent_re_read_and_converge() {
     let conflicts = metric(d, CONFLICTS);
 
     // An outside writer moves the GPU provider's generation: a trait added to it.
-    let before = placement_providers(&w.placement);
-    let gpu_uuid = before[&rp_name(GPU)]["uuid"].as_str().unwrap().to_string();
-    let (s, v) = w
-        .placement
-        .request("PUT", "/traits/CUSTOM_OUTSIDE_WRITER", None);
-    assert!(s == 201 || s == 204, "{s} {v}");
-    let generation =
-        w.placement.get(&format!("/resource_providers/{gpu_uuid}"))["generation"].clone();
-    let mut traits: Vec<Value> = before[&rp_name(GPU)]["traits"].as_array().unwrap().clone();
-    traits.push(json!("CUSTOM_OUTSIDE_WRITER"));
-    let (s, v) = w.placement.request(
-        "PUT",
-        &format!("/resource_providers/{gpu_uuid}/traits"),
-        Some(&json!({"resource_provider_generation": generation, "traits": traits})),
-    );
-    assert_eq!(s, 200, "{v}");
+    let gpu_uuid = outside_writer_adds_a_trait(&w.placement);
 
     // The GPU used once: the reporter writes its inventory with the generation it cached,
     // Placement answers 409, the reporter re-reads and sets inventories and traits.
@@ -619,36 +633,12 @@ fn regression_an_unknown_valid_interface_is_refused_naming_it() {
 #[test]
 fn the_periodic_resync_puts_right_what_an_outside_writer_changed_on_a_quiet_host() {
     const TEST: &str = "placement_faults::the_periodic_resync_puts_right_what_an_outside_writer_changed_on_a_quiet_host";
-    let Some(python) = pcitrack_placement_harness::python(TEST) else {
+    let Some(w) = start_with(TEST, 5, "resync_interval_secs = 2\n") else {
         return;
     };
-    let placement = Placement::start_sqlite(&python);
-    let proxy = FaultProxy::start(placement.url());
-    let d = Daemon::start(
-        host(),
-        &format!("resync_interval_secs = 2\n{}", config(proxy.url(), 5)),
-    );
-    assert!(
-        d.wait_for(T, |d| status(d)["state"] == "in_step"),
-        "{}\n{}",
-        status(&d),
-        d.log()
-    );
+    let (placement, proxy, d) = (&w.placement, &w.proxy, &w.d);
     // Someone else changes the GPU provider's traits; nothing changes on the host.
-    let before = placement_providers(&placement);
-    let gpu_uuid = before[&rp_name(GPU)]["uuid"].as_str().unwrap().to_string();
-    let (s, v) = placement.request("PUT", "/traits/CUSTOM_OUTSIDE_WRITER", None);
-    assert!(s == 201 || s == 204, "{s} {v}");
-    let generation =
-        placement.get(&format!("/resource_providers/{gpu_uuid}"))["generation"].clone();
-    let mut traits: Vec<Value> = before[&rp_name(GPU)]["traits"].as_array().unwrap().clone();
-    traits.push(json!("CUSTOM_OUTSIDE_WRITER"));
-    let (s, v) = placement.request(
-        "PUT",
-        &format!("/resource_providers/{gpu_uuid}/traits"),
-        Some(&json!({"resource_provider_generation": generation, "traits": traits})),
-    );
-    assert_eq!(s, 200, "{v}");
+    let gpu_uuid = outside_writer_adds_a_trait(placement);
     // The periodic resync re-reads Placement (as Nova's resource_provider_association_refresh)
     // and sets the whole trait set again.
     let deadline = Instant::now() + Duration::from_secs(60);

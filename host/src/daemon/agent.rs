@@ -86,7 +86,8 @@ pub struct Agent {
     started: Instant,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks one of the agent's mutexes, poisoned or not (also used by `placement.rs`).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these leaves consistent data (the tracker rolls back).
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -21,6 +21,7 @@ use pcitrack_tracker::TrackedDevice;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::agent::lock;
 use crate::config::{Config, PlacementSection};
 use crate::store::provider_uuids::{self, Kept};
 
@@ -58,10 +59,6 @@ pub struct Reporting {
     kept: Arc<Mutex<Kept>>,
     /// The `[placement]` section in force (a change takes effect at the next start).
     section: PlacementSection,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Reporting {
