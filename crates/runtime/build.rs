@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use pcitrack_wasm_build::{POLICY_TARGET, PolicyBuild, target_dir_from_out_dir};
+use sha2::{Digest, Sha256};
 
 #[path = "src/engine_config.rs"]
 mod engine_config;
@@ -64,6 +65,14 @@ fn main() {
             );
             Vec::new()
         });
+        // The digest names the artifact's copy in the agent's state directory (see
+        // `cache.rs`, `load_precompiled`): the agent finds its copy without reading the bytes.
+        let digest: String = Sha256::digest(&precompiled)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let stem = file.trim_end_matches(".wasm").to_uppercase();
+        println!("cargo:rustc-env=PCITRACK_{stem}_CWASM_SHA256={digest}");
         std::fs::write(&artifact, precompiled)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", artifact.display()));
     }

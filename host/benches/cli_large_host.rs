@@ -255,7 +255,11 @@ fn discover_vs_lspci(quick: bool) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let work = tempfile::tempdir().unwrap();
+    // Kept under the target directory (replaced by each run), so the eval's device files can
+    // be profiled after the bench: `target/tmp/cli_large_host/devices-200000.json`.
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_large_host");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
     discover_vs_lspci(quick);
-    eval_vs_nova(quick, work.path());
+    eval_vs_nova(quick, &work);
 }

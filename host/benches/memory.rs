@@ -13,7 +13,8 @@
 //! is broken down by mapping: the binary's own pages (code and read-only data, file-backed),
 //! shared libraries, malloc (the main heap and glibc's 64 MiB-aligned per-thread arenas), wasmtime's
 //! linear-memory reservations (the pooling allocator's slots, ≥ 1 GiB regions), compiled
-//! policy code (anonymous read-only or executable mappings), and the rest (thread stacks,
+//! policy code (anonymous read-only or executable mappings, and the embedded defaults' code
+//! mapped from its `*.precompiled` copy in the state directory), and the rest (thread stacks,
 //! large allocations). The per-device cost is (4112-device restart − 6-device restart) / 4106.
 //! Run: `cargo bench --workspace --locked --bench memory` (`-- --quick` while developing).
 
@@ -144,6 +145,9 @@ fn by_mapping(pid: u32) -> BTreeMap<&'static str, u64> {
             MAPPINGS[2]
         } else if v.path.starts_with('[') {
             MAPPINGS[5]
+        } else if v.path.ends_with(".precompiled") {
+            // The embedded defaults' code, mapped from its copy in the state directory.
+            MAPPINGS[4]
         } else if !v.path.is_empty() {
             MAPPINGS[1]
         } else if size >= 1 << 30 {
@@ -197,12 +201,25 @@ fn print(name: &str, l: &Look) {
     println!("    {}", parts.join(" | "));
 }
 
+/// With `PCITRACK_MEMORY_HOLD=SECS`, keeps the agent `SECS` seconds after a look, to
+/// inspect it from outside (gdb's `call malloc_stats()`, /proc/PID/pagemap).
+fn hold(pid: u32, what: &str) {
+    if let Some(secs) = std::env::var("PCITRACK_MEMORY_HOLD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        eprintln!("holding the agent (pid {pid}, {what}) for {secs} s");
+        std::thread::sleep(Duration::from_secs(secs));
+    }
+}
+
 /// The agent on `tree`: a first start on an empty state directory, then a restart on the
 /// same one (cache warm), then three more reconciles. Returns the three looks.
 fn agent_round(tree: FakeSysfs) -> (Look, Look, Look) {
     let mut d = Daemon::start(tree, CONFIG);
     std::thread::sleep(SETTLE);
     let first = look(d.pid());
+    hold(d.pid(), "first start");
     d.signal(Signal::TERM);
     assert!(
         d.wait_exit(Duration::from_secs(60)).is_some(),
@@ -212,6 +229,7 @@ fn agent_round(tree: FakeSysfs) -> (Look, Look, Look) {
     d.spawn();
     std::thread::sleep(SETTLE);
     let restart = look(d.pid());
+    hold(d.pid(), "restart");
     for _ in 0..3 {
         let r = d.client.post("/v1/reconcile", &json!({})).unwrap();
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));

@@ -206,6 +206,31 @@ impl Serialize for TypedTags<'_> {
     }
 }
 
+/// A chain verdict's tag set (policy order, shared by many devices) in the order and with
+/// the values [`Tags`] holds it (sorted by key, the last of a repeated key winning): built
+/// once per set, then borrowed by every row that has it ([`VerdictView::of`]).
+pub fn tags_in_map_order(tags: &[(String, String)]) -> Vec<(&str, &str)> {
+    let map: BTreeMap<&str, &str> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    map.into_iter().collect()
+}
+
+/// The tags a [`VerdictView`] writes: an [`Assessment`]'s map, or a verdict's tag set put
+/// in the same order by [`tags_in_map_order`]. Both write the JSON of [`TypedTags`].
+#[derive(Debug, Clone, Copy)]
+enum TagsView<'a> {
+    Map(&'a BTreeMap<String, String>),
+    Sorted(&'a [(&'a str, &'a str)]),
+}
+
+impl Serialize for TagsView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TagsView::Map(map) => TypedTags(map).serialize(s),
+            TagsView::Sorted(pairs) => s.collect_map(pairs.iter().map(|(k, v)| (k, TypedTag(v)))),
+        }
+    }
+}
+
 /// A [`VerdictRow`] borrowed from its [`Assessment`], for output: the same JSON, written
 /// field by field with no `String` or `serde_json::Value` made per device (`pcitrack policy
 /// eval` streams thousands of these). The field order and names are [`VerdictRow`]'s; a
@@ -217,7 +242,7 @@ pub struct VerdictView<'a> {
     product_id: HexId,
     dev_type: DevType,
     assignable: bool,
-    tags: TypedTags<'a>,
+    tags: TagsView<'a>,
     remote_managed: bool,
     decided_by: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -232,10 +257,33 @@ impl<'a> From<&'a Assessment> for VerdictView<'a> {
             product_id: HexId(a.device.product_id),
             dev_type: a.device.dev_type,
             assignable: a.assignable,
-            tags: TypedTags(&a.tags),
+            tags: TagsView::Map(&a.tags),
             remote_managed: a.remote_managed,
             decided_by: &a.decided_by,
             reason: a.reason.as_deref(),
+        }
+    }
+}
+
+impl<'a> VerdictView<'a> {
+    /// The row of `device` and its chain verdict, with the bytes of the row of their
+    /// [`Assessment`] (`PolicySet::assessments`) but none of its copies: `tags` is the
+    /// verdict's tag set as [`tags_in_map_order`] gives it.
+    pub fn of(
+        device: &'a pcitrack_model::Device,
+        verdict: &'a pcitrack_runtime::DeviceVerdict,
+        tags: &'a [(&'a str, &'a str)],
+    ) -> Self {
+        VerdictView {
+            address: &device.address,
+            vendor_id: HexId(device.vendor_id),
+            product_id: HexId(device.product_id),
+            dev_type: device.dev_type,
+            assignable: verdict.assignable,
+            tags: TagsView::Sorted(tags),
+            remote_managed: verdict.remote_managed,
+            decided_by: &verdict.decided_by,
+            reason: verdict.reason.as_deref(),
         }
     }
 }
@@ -403,10 +451,11 @@ pub fn devices<S: Store>(
         dev_type: query.dev_type,
     };
     Ok(tracker
-        .devices(&filter)?
+        .devices_where(&filter, |t| {
+            vendor.is_none_or(|v| t.profile.device.vendor_id == v)
+                && product.is_none_or(|p| t.profile.device.product_id == p)
+        })?
         .into_iter()
-        .filter(|t| vendor.is_none_or(|v| t.profile.device.vendor_id == v))
-        .filter(|t| product.is_none_or(|p| t.profile.device.product_id == p))
         .map(|t| DeviceRow {
             address: t.profile.device.address.to_string(),
             status: t.status,
@@ -921,6 +970,32 @@ mod tests {
         let text = serde_json::to_string(&views[0]).unwrap();
         assert!(text.contains(r#""trusted":true"#), "{text}");
         assert!(text.contains(r#""object":{"x":{"y":[]}}"#), "{text}");
+    }
+
+    #[test]
+    fn a_verdict_view_of_a_chain_verdict_writes_the_bytes_of_its_assessment() {
+        // A policy's tag set comes in its own order and may repeat a key; the assessment's
+        // map sorts it and keeps the last value (what `PolicySet::assessments` builds).
+        for a in assessments() {
+            let mut pairs: Vec<(String, String)> = a.tags.clone().into_iter().rev().collect();
+            if let Some((k, v)) = pairs.first().cloned() {
+                pairs.insert(0, (k, format!("{v} (overwritten)")));
+            }
+            let verdict = pcitrack_runtime::DeviceVerdict {
+                address: a.device.address,
+                assignable: a.assignable,
+                tags: pairs.into(),
+                remote_managed: a.remote_managed,
+                decided_by: a.decided_by.as_str().into(),
+                reason: a.reason.as_deref().map(Into::into),
+            };
+            let sorted = tags_in_map_order(&verdict.tags);
+            let view = VerdictView::of(&a.device, &verdict, &sorted);
+            assert_eq!(
+                serde_json::to_string_pretty(&view).unwrap(),
+                serde_json::to_string_pretty(&VerdictRow::from(&a)).unwrap()
+            );
+        }
     }
 
     fn claim_req(spec: Option<&str>, alias: Option<&str>) -> ClaimRequest {

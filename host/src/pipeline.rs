@@ -65,23 +65,45 @@ pub fn sync_some<S: Store>(
     inventory: &[Device],
     scope: &BTreeSet<PciAddress>,
 ) -> Result<(Vec<Assessment>, SyncReport), TrackerError> {
-    let targets: Vec<u32> = (0..inventory.len() as u32)
-        .filter(|&i| scope.contains(&inventory[i as usize].address))
-        .collect();
-    let assessed = set.assessments_of(inventory, targets);
+    let assessed = evaluate_some(set, inventory, scope);
     let report = tracker.sync_some(&assessed, scope, &RuntimeCleanup(set))?;
     Ok((assessed, report))
 }
 
+/// The assessment half of [`sync_some`]: the devices of `scope` that `inventory` (sorted by
+/// address) holds, assessed within all of it, in order. Needs no tracker, so the agent runs
+/// it before taking the tracker's lock.
+pub fn evaluate_some(
+    set: &PolicySet,
+    inventory: &[Device],
+    scope: &BTreeSet<PciAddress>,
+) -> Vec<Assessment> {
+    let targets: Vec<u32> = (0..inventory.len() as u32)
+        .filter(|&i| scope.contains(&inventory[i as usize].address))
+        .collect();
+    set.assessments_of(inventory, targets)
+}
+
 /// Replaces the entries of `old` (sorted by address) whose address is in `scope` by `new`
-/// (sorted, all in `scope`), in one pass: the inventory after a partial rescan, and the
-/// verdict rows after its assessment.
+/// (sorted, all in `scope`): the inventory after a partial rescan, and the verdict rows after
+/// its assessment. When the scope's devices are the same before and after (a device changed,
+/// none came or went: most uevents), each is replaced where it stands, found by binary
+/// search; otherwise the list is rebuilt in one pass.
 pub fn patch<T>(
-    old: Vec<T>,
+    mut old: Vec<T>,
     address: impl Fn(&T) -> PciAddress,
     scope: &BTreeSet<PciAddress>,
     new: Vec<T>,
 ) -> Vec<T> {
+    let find = |old: &[T], a: PciAddress| old.binary_search_by_key(&a, &address).ok();
+    let at: Vec<usize> = new.iter().filter_map(|n| find(&old, address(n))).collect();
+    let in_old = scope.iter().filter(|&&a| find(&old, a).is_some()).count();
+    if at.len() == new.len() && in_old == new.len() {
+        for (i, n) in at.into_iter().zip(new) {
+            old[i] = n;
+        }
+        return old;
+    }
     let mut out = Vec::with_capacity(old.len() + new.len());
     let mut new = new.into_iter().peekable();
     for item in old {
@@ -95,4 +117,38 @@ pub fn patch<T>(
     }
     out.extend(new);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(function: u8) -> PciAddress {
+        PciAddress::new(0, 0x10, 0, function).unwrap()
+    }
+
+    /// Rows as (address, version): which version of each row the patch kept.
+    fn patched(old: &[(u8, u8)], scope: &[u8], new: &[(u8, u8)]) -> Vec<(PciAddress, u8)> {
+        let rows = |r: &[(u8, u8)]| r.iter().map(|&(f, v)| (a(f), v)).collect::<Vec<_>>();
+        let scope = scope.iter().map(|&f| a(f)).collect();
+        patch(rows(old), |r| r.0, &scope, rows(new))
+    }
+
+    #[test]
+    fn a_changed_device_is_replaced_where_it_stands() {
+        let old = [(0, 0), (1, 0), (2, 0), (3, 0)];
+        let out = patched(&old, &[1, 3], &[(1, 1), (3, 1)]);
+        assert_eq!(out, [(a(0), 0), (a(1), 1), (a(2), 0), (a(3), 1)]);
+    }
+
+    #[test]
+    fn devices_that_came_or_went_in_the_scope_rebuild_the_list() {
+        let old = [(0, 0), (2, 0), (4, 0)];
+        // 2 went, 3 came, 4 changed; 5 (in the scope, never known) stays absent.
+        let out = patched(&old, &[2, 3, 4, 5], &[(3, 1), (4, 1)]);
+        assert_eq!(out, [(a(0), 0), (a(3), 1), (a(4), 1)]);
+        // Same count, different devices: 2 went and 3 came.
+        let out = patched(&old, &[2, 3], &[(3, 1)]);
+        assert_eq!(out, [(a(0), 0), (a(3), 1), (a(4), 0)]);
+    }
 }

@@ -12,6 +12,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
@@ -81,30 +82,34 @@ impl DevicesDir {
     /// Listing it failed (`getdents64`: an I/O error, or the directory was removed).
     pub fn names(&self) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
-        for_each_entry(&self.fd, |name, _| {
+        for_each_entry(&self.fd, &mut Vec::new(), |name, _| {
             names.push(String::from_utf8_lossy(name).into_owned());
             true
         })?;
         Ok(names)
     }
 
-    /// Opens and lists the device directory `name` (following its link).
-    pub fn device(&self, name: &str) -> Option<DeviceDir> {
+    /// Opens the device directory `name` (following its link) and lists it into `listing`,
+    /// whose buffers a scan thread reuses from one device to the next.
+    pub fn device<'a>(&self, name: &str, listing: &'a mut Listing) -> Option<DeviceDir<'a>> {
         let fd = rustix::fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()).ok()?;
-        let listing = Listing::read(&fd);
-        Some(DeviceDir { fd, listing })
+        let listed = listing.read(&fd);
+        Some(DeviceDir {
+            fd,
+            listing: listed.then_some(&*listing),
+        })
     }
 }
 
 /// A device directory opened once and listed once; its attributes are then opened relative
 /// to it (`openat`, `readlinkat`), and only when listed.
-pub struct DeviceDir {
+pub struct DeviceDir<'a> {
     fd: OwnedFd,
     /// `None` when the directory could not be listed: then every attribute is tried.
-    listing: Option<Listing>,
+    listing: Option<&'a Listing>,
 }
 
-impl DeviceDir {
+impl DeviceDir<'_> {
     /// Whether `name` is worth a system call: listed (as a link or of unknown type, when a
     /// link is wanted), or the directory could not be listed.
     pub fn may_have(&self, name: &str, link: bool) -> bool {
@@ -137,14 +142,31 @@ impl DeviceDir {
 
     /// The last component of a link's target.
     pub fn link_name(&self, name: &str) -> Option<String> {
+        self.with_link(name, |last| {
+            Some(String::from_utf8_lossy(last).into_owned())
+        })
+    }
+
+    /// The last component of a link's target parsed as `T` (a PCI address, a group number):
+    /// parsed where it was read, without a `String` per link (a PF has one per VF).
+    pub fn link_parsed<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
+        self.with_link(name, |last| std::str::from_utf8(last).ok()?.parse().ok())
+    }
+
+    /// Reads a link and hands the last component of its target (never empty) to `parse`.
+    /// The buffer is left uninitialised: the kernel fills what it returns, and zeroing a
+    /// page per link (a PF has one per VF) would be work for nothing.
+    fn with_link<T>(&self, name: &str, parse: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
         if !self.may_have(name, true) {
             return None;
         }
-        let mut buf = [0u8; 4096];
-        let n = rustix::fs::readlinkat_raw(&self.fd, name, &mut buf[..]).ok()?;
-        let target = buf.get(..n).filter(|t| !t.is_empty())?;
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let (target, _) = rustix::fs::readlinkat_raw(&self.fd, name, &mut buf).ok()?;
         let last = target.rsplit(|&b| b == b'/').next()?;
-        (!last.is_empty()).then(|| String::from_utf8_lossy(last).into_owned())
+        if last.is_empty() {
+            return None;
+        }
+        parse(last)
     }
 
     /// A hexadecimal attribute of at most `digits` digits.
@@ -162,10 +184,13 @@ impl DeviceDir {
 
 /// A directory's entries: their names in one buffer (no allocation per name) and an index
 /// of them sorted by name, so that looking up each of a PF's 255 `virtfnN` links does not
-/// walk the whole listing.
-struct Listing {
+/// walk the whole listing. A scan thread keeps one and lists every device directory into
+/// it, so its buffers (and the one `getdents64` fills) are allocated once per thread.
+#[derive(Default)]
+pub struct Listing {
     names: Vec<u8>,
     sorted: Vec<Entry>,
+    dirents: Vec<u8>,
 }
 
 /// A listed entry: where its name is in the names buffer, and whether it may be a link
@@ -178,13 +203,18 @@ struct Entry {
 }
 
 impl Listing {
-    /// Lists the directory; `None` when it cannot be listed or the listing passes
-    /// [`LISTING_CAP`].
-    fn read(dir: &OwnedFd) -> Option<Self> {
-        let mut names = Vec::new();
-        let mut sorted = Vec::new();
+    /// Lists the directory in place of what was listed before; `false` when it cannot be
+    /// listed or the listing passes [`LISTING_CAP`].
+    fn read(&mut self, dir: &OwnedFd) -> bool {
+        let Self {
+            names,
+            sorted,
+            dirents,
+        } = self;
+        names.clear();
+        sorted.clear();
         let mut fits = true;
-        for_each_entry(dir, |name, kind| {
+        let listed = for_each_entry(dir, dirents, |name, kind| {
             let (Ok(start), Ok(len)) = (u32::try_from(names.len()), u16::try_from(name.len()))
             else {
                 fits = false;
@@ -198,13 +228,12 @@ impl Listing {
             });
             fits = names.len() <= LISTING_CAP;
             fits
-        })
-        .ok()?;
-        if !fits {
-            return None;
+        });
+        if listed.is_err() || !fits {
+            return false;
         }
-        sorted.sort_unstable_by(|a, b| a.name(&names).cmp(b.name(&names)));
-        Some(Self { names, sorted })
+        sorted.sort_unstable_by(|a, b| a.name(names).cmp(b.name(names)));
+        true
     }
 
     /// Whether the entry `name` may be a link, if listed.
@@ -225,9 +254,15 @@ impl Entry {
 
 /// Hands each entry of an open directory (but `.` and `..`) to `visit` with its type, until
 /// `visit` says stop; reads with as few `getdents64` calls as it takes (two for a device
-/// directory: one full, one finding the end), into one buffer reused by every call.
-fn for_each_entry(dir: &OwnedFd, mut visit: impl FnMut(&[u8], FileType) -> bool) -> io::Result<()> {
-    let mut buf = Vec::<u8>::with_capacity(LISTING_CHUNK);
+/// directory: one full, one finding the end), into `buf` (given [`LISTING_CHUNK`] bytes of
+/// room the first time), reused by every call.
+fn for_each_entry(
+    dir: &OwnedFd,
+    buf: &mut Vec<u8>,
+    mut visit: impl FnMut(&[u8], FileType) -> bool,
+) -> io::Result<()> {
+    buf.clear();
+    buf.reserve(LISTING_CHUNK);
     let mut entries = RawDir::new(dir, buf.spare_capacity_mut());
     while let Some(entry) = entries.next() {
         let entry = entry?;
@@ -246,9 +281,10 @@ fn for_each_entry(dir: &OwnedFd, mut visit: impl FnMut(&[u8], FileType) -> bool)
 mod tests {
     use super::*;
 
-    /// A device directory with an attribute, a link and a subdirectory, among enough other
-    /// entries that the sorted index is searched rather than walked.
-    fn device_dir() -> (tempfile::TempDir, DeviceDir) {
+    /// A devices directory holding one device directory with an attribute, a link and a
+    /// subdirectory, among enough other entries that the sorted index is searched rather
+    /// than walked.
+    fn devices_dir() -> (tempfile::TempDir, DevicesDir) {
         let root = tempfile::tempdir().unwrap();
         let dev = root.path().join("0000:01:00.0");
         std::fs::create_dir_all(dev.join("net")).unwrap();
@@ -262,13 +298,14 @@ mod tests {
             .unwrap();
         }
         let devices = DevicesDir::open(root.path()).unwrap();
-        let dir = devices.device("0000:01:00.0").unwrap();
-        (root, dir)
+        (root, devices)
     }
 
     #[test]
     fn only_listed_attributes_are_read_and_links_must_be_links() {
-        let (_root, dir) = device_dir();
+        let (_root, devices) = devices_dir();
+        let mut listing = Listing::default();
+        let dir = devices.device("0000:01:00.0", &mut listing).unwrap();
         assert!(dir.listing.is_some(), "a small directory is listed");
         assert_eq!(dir.hex("vendor", 4), Some(0x8086));
         assert_eq!(dir.dec::<i32>("numa_node"), Some(1));
@@ -280,11 +317,34 @@ mod tests {
         assert!(!dir.may_have("vendor", true), "a file is not a link");
         assert_eq!(dir.link_name("virtfn17").as_deref(), Some("0000:01:00.17"));
         assert_eq!(dir.link_name("vendor"), None);
+        assert_eq!(
+            dir.link_parsed::<pcitrack_model::PciAddress>("virtfn17"),
+            "0000:01:00.17".parse().ok()
+        );
+        assert_eq!(dir.link_parsed::<u32>("virtfn17"), None, "not a number");
+    }
+
+    #[test]
+    fn a_reused_listing_holds_only_the_last_directory() {
+        let (root, devices) = devices_dir();
+        let other = root.path().join("0000:02:00.0");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("device"), "0x1572\n").unwrap();
+        let mut listing = Listing::default();
+        drop(devices.device("0000:01:00.0", &mut listing).unwrap());
+        let dir = devices.device("0000:02:00.0", &mut listing).unwrap();
+        assert_eq!(dir.hex("device", 4), Some(0x1572));
+        assert!(
+            !dir.may_have("vendor", false),
+            "the first directory's entry"
+        );
+        assert!(!dir.may_have("virtfn0", true), "the first directory's link");
+        assert!(!dir.may_have("net", false));
     }
 
     #[test]
     fn the_devices_directory_lists_names_without_dot_entries() {
-        let (root, _dir) = device_dir();
+        let (root, _devices) = devices_dir();
         std::fs::create_dir(root.path().join("0000:02:00.0")).unwrap();
         let devices = DevicesDir::open(root.path()).unwrap();
         let mut names = devices.names().unwrap();
@@ -294,7 +354,9 @@ mod tests {
 
     #[test]
     fn an_unlisted_directory_tries_every_attribute() {
-        let (_root, mut dir) = device_dir();
+        let (_root, devices) = devices_dir();
+        let mut listing = Listing::default();
+        let mut dir = devices.device("0000:01:00.0", &mut listing).unwrap();
         dir.listing = None;
         assert!(dir.may_have("anything", true));
         assert_eq!(dir.hex("vendor", 4), Some(0x8086));

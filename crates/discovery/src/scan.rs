@@ -7,12 +7,13 @@ mod netdev;
 mod vdpa;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pcitrack_model::{DevType, Device, PciAddress};
 
-use crate::attrs::{DevicesDir, VPD_CAP};
+use crate::attrs::{DevicesDir, Listing, VPD_CAP};
 
 /// A directory entry that could not be read as a device, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +63,7 @@ pub fn scan(root: &Path) -> ScanReport {
         dir: &devices,
         path: &dir,
     };
-    let mut found = Found::default();
-    for part in read_all(devices, &names) {
-        found.devices.extend(part.devices);
-        found.skipped.extend(part.skipped);
-        found.vf_index.extend(part.vf_index);
-    }
+    let mut found = Found::merge(read_all(devices, &names));
     // Warn in directory order, whichever thread read what.
     found.skipped.sort_by_key(|(i, _)| *i);
     for (_, s) in found.skipped {
@@ -131,12 +127,7 @@ pub(crate) fn read_named(root: &Path, names: &[String]) -> std::io::Result<Named
         dir: &dir,
         path: &path,
     };
-    let mut found = Found::default();
-    for part in read_all(devices, names) {
-        found.devices.extend(part.devices);
-        found.skipped.extend(part.skipped);
-        found.vf_index.extend(part.vf_index);
-    }
+    let mut found = Found::merge(read_all(devices, names));
     found.skipped.sort_by_key(|(i, _)| *i);
     Ok(Named {
         devices: found.devices,
@@ -169,6 +160,23 @@ struct Found {
     vf_index: HashMap<PciAddress, u16>,
 }
 
+impl Found {
+    /// The threads' parts as one: the others appended to the largest, whose records are then
+    /// not copied again (a record is a few hundred bytes, a host has thousands).
+    fn merge(mut parts: Vec<Found>) -> Found {
+        let Some(largest) = (0..parts.len()).max_by_key(|&i| parts[i].devices.len()) else {
+            return Found::default();
+        };
+        let mut all = parts.swap_remove(largest);
+        for part in parts {
+            all.devices.extend(part.devices);
+            all.skipped.extend(part.skipped);
+            all.vf_index.extend(part.vf_index);
+        }
+        all
+    }
+}
+
 /// Entries a scan thread claims at a time. The threads share the host's cores with whatever
 /// else runs there: fixed shares would leave the scan waiting for the thread that was slowed
 /// down most, while small claims let the others take over its remaining work.
@@ -199,9 +207,17 @@ fn read_all(devices: Devices, names: &[String]) -> Vec<Found> {
     })
 }
 
-/// Claims batches of entries until none are left, and reads them.
+/// Claims batches of entries until none are left, and reads them, listing each device
+/// directory into the one [`Listing`] this thread keeps.
 fn read_claimed(devices: Devices, names: &[String], next: &AtomicUsize) -> Found {
-    let mut found = Found::default();
+    // Room for every entry: only the pages this thread fills are ever touched, and the
+    // records are never copied to a larger vector as it grows, nor when the parts are merged
+    // into the largest.
+    let mut found = Found {
+        devices: Vec::with_capacity(names.len()),
+        ..Found::default()
+    };
+    let mut listing = Listing::default();
     loop {
         let start = next.fetch_add(BATCH, Ordering::Relaxed);
         if start >= names.len() {
@@ -209,7 +225,7 @@ fn read_claimed(devices: Devices, names: &[String], next: &AtomicUsize) -> Found
         }
         let end = (start + BATCH).min(names.len());
         for (i, name) in (start..end).zip(&names[start..end]) {
-            if let Err(skipped) = read_entry(devices, name, &mut found) {
+            if let Err(skipped) = read_entry(devices, name, &mut listing, &mut found) {
                 found.skipped.push((i, skipped));
             }
         }
@@ -217,7 +233,12 @@ fn read_claimed(devices: Devices, names: &[String], next: &AtomicUsize) -> Found
 }
 
 /// Reads one entry into `found`, or says why it was skipped.
-fn read_entry(devices: Devices, name: &str, found: &mut Found) -> Result<(), Skipped> {
+fn read_entry(
+    devices: Devices,
+    name: &str,
+    listing: &mut Listing,
+    found: &mut Found,
+) -> Result<(), Skipped> {
     let skipped = |reason: String| Skipped {
         entry: name.to_string(),
         reason,
@@ -225,7 +246,8 @@ fn read_entry(devices: Devices, name: &str, found: &mut Found) -> Result<(), Ski
     let address = name
         .parse::<PciAddress>()
         .map_err(|_| skipped("not a PCI address".into()))?;
-    let device = read_device(devices, name, address, &mut found.vf_index).map_err(skipped)?;
+    let device =
+        read_device(devices, name, address, listing, &mut found.vf_index).map_err(skipped)?;
     found.devices.push(device);
     Ok(())
 }
@@ -234,11 +256,12 @@ fn read_device(
     devices: Devices,
     name: &str,
     address: PciAddress,
+    listing: &mut Listing,
     vf_index: &mut HashMap<PciAddress, u16>,
 ) -> Result<Device, String> {
     let dir = devices
         .dir
-        .device(name)
+        .device(name, listing)
         .ok_or("cannot open its directory")?;
     let vendor = dir
         .hex("vendor", 4)
@@ -247,9 +270,7 @@ fn read_device(
         .hex("device", 4)
         .ok_or("device id missing or malformed")?;
     let total_vfs: Option<u16> = dir.dec("sriov_totalvfs");
-    let parent = dir
-        .link_name("physfn")
-        .and_then(|n| n.parse::<PciAddress>().ok());
+    let parent = dir.link_parsed::<PciAddress>("physfn");
     let dev_type = if total_vfs.is_some_and(|n| n > 0) {
         DevType::Pf
     } else if parent.is_some() {
@@ -266,17 +287,18 @@ fn read_device(
         .dec::<i64>("numa_node")
         .and_then(|n| u32::try_from(n).ok());
     d.driver = dir.link_name("driver");
-    d.iommu_group = dir.link_name("iommu_group").and_then(|n| n.parse().ok());
+    d.iommu_group = dir.link_parsed("iommu_group");
     d.parent_addr = parent;
     if dev_type == DevType::Pf {
         d.sriov_totalvfs = total_vfs;
         d.sriov_numvfs = dir.dec("sriov_numvfs");
         d.sriov_vf_device = dir.hex("sriov_vf_device", 4).map(|v| v as u16);
+        // One name buffer for the PF's links, rewritten in place (`virtfn0`, `virtfn1`...).
+        let mut link = String::from("virtfn");
         for n in 0..total_vfs.unwrap_or(0) {
-            match dir
-                .link_name(&format!("virtfn{n}"))
-                .and_then(|s| s.parse().ok())
-            {
+            link.truncate("virtfn".len());
+            let _ = write!(link, "{n}");
+            match dir.link_parsed(&link) {
                 Some(vf) => {
                     vf_index.insert(vf, n);
                 }

@@ -226,7 +226,7 @@ pub fn load_embedded(
             engine,
             e.name,
             e.bytes,
-            Some(e.precompiled),
+            Some(e),
             PolicyOrigin::Embedded,
             &config(e.name),
             cache,

@@ -18,6 +18,9 @@ pub struct EmbeddedPolicy {
     /// could not precompile it. Loaded when the engine accepts it, else the component is
     /// compiled ([`crate::CodeSource`]).
     pub precompiled: &'static [u8],
+    /// The SHA-256 of `precompiled`, 64 lower-case hex digits, computed by the build: the
+    /// name of its copy in the artifact cache's directory, found without reading the bytes.
+    pub precompiled_sha256: &'static str,
 }
 
 /// Every embedded default, one per kind that has one.
@@ -27,18 +30,21 @@ pub static EMBEDDED: &[EmbeddedPolicy] = &[
         kind: PolicyKind::Matcher,
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/matcher.wasm")),
         precompiled: include_bytes!(concat!(env!("OUT_DIR"), "/matcher.cwasm")),
+        precompiled_sha256: env!("PCITRACK_MATCHER_CWASM_SHA256"),
     },
     EmbeddedPolicy {
         name: "tagger",
         kind: PolicyKind::Tagger,
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/tagger.wasm")),
         precompiled: include_bytes!(concat!(env!("OUT_DIR"), "/tagger.cwasm")),
+        precompiled_sha256: env!("PCITRACK_TAGGER_CWASM_SHA256"),
     },
     EmbeddedPolicy {
         name: "cleanup",
         kind: PolicyKind::Cleanup,
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/cleanup.wasm")),
         precompiled: include_bytes!(concat!(env!("OUT_DIR"), "/cleanup.cwasm")),
+        precompiled_sha256: env!("PCITRACK_CLEANUP_CWASM_SHA256"),
     },
 ];
 

@@ -9,6 +9,7 @@ use wasmtime::component::InstancePre;
 
 use crate::cache::{ArtifactCache, CodeSource, load_precompiled};
 use crate::contract::{cleanup, host_api, matcher, tagger, wit};
+use crate::embedded::EmbeddedPolicy;
 use crate::engine::PolicyEngine;
 use crate::error::{CallError, LoadError};
 use crate::evaluate::{StoreState, linker, with_instance, with_instance_and_facts};
@@ -109,14 +110,16 @@ impl Policy {
 
     /// [`Policy::load`], trying first the code `precompiled` into the binary for these bytes
     /// (an embedded default's, [`crate::EmbeddedPolicy::precompiled`]): when the engine
-    /// accepts it, nothing is compiled and the cache is not touched; when it does not (the
+    /// accepts it, nothing is compiled (with a `cache` that maps the defaults, the code is
+    /// mapped from its copy in the cache's directory, see `cache::load_precompiled`), and
+    /// nothing is written to the cache otherwise; when it does not (the
     /// build could not precompile, or the engine's settings differ), the refusal is logged
     /// and the bytes are compiled (or taken from `cache`) as [`Policy::load`] does.
     pub(crate) fn load_code(
         engine: &PolicyEngine,
         name: &str,
         bytes: &[u8],
-        precompiled: Option<&'static [u8]>,
+        precompiled: Option<&EmbeddedPolicy>,
         origin: PolicyOrigin,
         config: &str,
         cache: Option<&ArtifactCache>,
@@ -128,15 +131,15 @@ impl Policy {
             name: name.into(),
             reason: format!("{e:#}"),
         };
-        let precompiled = precompiled.and_then(|code| match load_precompiled(engine, code) {
-            Ok(component) => Some(component),
+        let precompiled = precompiled.and_then(|p| match load_precompiled(engine, p, cache) {
+            Ok(loaded) => Some(loaded),
             Err(reason) => {
                 tracing::info!(policy = name, %reason, "compiling a default whose precompiled code this engine does not accept");
                 None
             }
         });
         let (component, code, artifact) = match (precompiled, cache) {
-            (Some(component), _) => (component, CodeSource::Precompiled, None),
+            (Some((component, copy)), _) => (component, CodeSource::Precompiled, copy),
             (None, Some(cache)) => {
                 let c = cache.load_or_compile(engine, bytes).map_err(invalid)?;
                 (c.component, c.source, c.key)
@@ -262,7 +265,8 @@ impl Policy {
     }
 
     /// The key of its compiled artifact in the cache it was loaded through (see
-    /// [`ArtifactCache::evict_unreferenced`]); `None` when no cache was used.
+    /// [`ArtifactCache::evict_unreferenced`]), or for a precompiled default the digest its
+    /// mapped copy there is named by; `None` when no cache was used.
     pub fn artifact(&self) -> Option<&str> {
         self.artifact.as_deref()
     }

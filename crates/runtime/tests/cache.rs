@@ -1,13 +1,15 @@
 //! The compiled-policy cache: its key (a documented SHA-256, the same in every process and
 //! for every Rust release, different when the wasm or the engine differs), its eviction of
-//! what no policy references, and its recompiling of artifacts wasmtime refuses.
+//! what no policy references, its recompiling of artifacts wasmtime refuses, and the mapped
+//! copies of the embedded defaults' precompiled code.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use pcitrack_runtime::{
-    ArtifactCache, EMBEDDED, EngineFingerprint, Limits, Policy, PolicyEngine, PolicyOrigin,
+    ArtifactCache, CodeSource, EMBEDDED, EmbeddedPolicy, EngineFingerprint, Limits, Policy,
+    PolicyEngine, PolicyOrigin, load_embedded,
 };
 use sha2::{Digest, Sha256};
 
@@ -247,4 +249,121 @@ fn eviction_removes_unreferenced_artifacts_and_keeps_referenced_ones() {
     // A cache directory that does not exist yet has nothing to evict.
     let none = ArtifactCache::new(dir.path().join("missing"));
     assert_eq!(none.evict_unreferenced([]).unwrap().files.len(), 0);
+}
+
+#[test]
+fn a_precompiled_default_is_mapped_from_a_copy_named_by_the_builds_digest() {
+    // Copied out of the binary, the defaults' code was resident twice (the binary's pages
+    // and wasmtime's copy, 7 MiB of an idle agent's 22); mapped from a copy in the cache's
+    // directory, only the pages a call touches are.
+    let dir = tempfile::tempdir().unwrap();
+    let config = |_: &str| r#"{"device_spec": [], "alias": []}"#.to_string();
+    let engine = engine();
+    // A cache that does not map the defaults (a one-shot command's) copies nothing.
+    let plain = ArtifactCache::new(dir.path());
+    let (loaded, errors) = load_embedded(&engine, &config, Some(&plain), &[]);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(loaded.iter().all(|p| p.artifact().is_none()));
+    assert_eq!(files(dir.path()), Vec::<String>::new());
+    let cache = ArtifactCache::new(dir.path()).with_mapped_defaults();
+    let load_all = || {
+        let (loaded, errors) = load_embedded(&engine, &config, Some(&cache), &[]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(
+            loaded
+                .iter()
+                .all(|p| p.code_source() == CodeSource::Precompiled),
+            "nothing compiled"
+        );
+        loaded
+    };
+    let copy = |e: &EmbeddedPolicy| {
+        dir.path()
+            .join(format!("{}.precompiled", e.precompiled_sha256))
+    };
+    let loaded = load_all();
+    for (policy, e) in loaded.iter().zip(EMBEDDED) {
+        let digest: String = Sha256::digest(e.precompiled)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            e.precompiled_sha256, digest,
+            "{}: the build's digest",
+            e.name
+        );
+        assert_eq!(std::fs::read(copy(e)).unwrap(), e.precompiled, "{}", e.name);
+        assert_eq!(policy.artifact(), Some(e.precompiled_sha256));
+    }
+    assert!(
+        !files(dir.path()).iter().any(|f| f.ends_with(".cwasm")),
+        "no compiled artifact: {:?}",
+        files(dir.path())
+    );
+
+    // A restart maps the copies already there; a damaged one (torn by a crash, truncated
+    // by hand while no agent runs: truncating a mapped file under a live agent is SIGBUS, as
+    // for any mapped file, which is why the agent only ever replaces a copy by rename) is
+    // written again.
+    drop(loaded);
+    use std::os::unix::fs::MetadataExt;
+    let inode = |e: &EmbeddedPolicy| std::fs::metadata(copy(e)).unwrap().ino();
+    let before: Vec<u64> = EMBEDDED.iter().map(inode).collect();
+    let damaged = &EMBEDDED[0];
+    std::fs::File::options()
+        .write(true)
+        .open(copy(damaged))
+        .unwrap()
+        .set_len(damaged.precompiled.len() as u64 / 2)
+        .unwrap();
+    let again = load_all();
+    assert_eq!(std::fs::read(copy(damaged)).unwrap(), damaged.precompiled);
+    let after: Vec<u64> = EMBEDDED.iter().map(inode).collect();
+    assert_ne!(after[0], before[0], "the damaged copy is replaced");
+    assert_eq!(after[1..], before[1..], "intact copies are kept");
+
+    // The copies are evicted like artifacts: kept while a loaded policy names them.
+    let in_use: Vec<&str> = again.iter().filter_map(|p| p.artifact()).collect();
+    assert!(cache.evict_unreferenced(in_use).unwrap().files.is_empty());
+    assert_eq!(
+        cache.evict_unreferenced([]).unwrap().files.len(),
+        EMBEDDED.len()
+    );
+}
+
+/// A copy is named by the digest of what it must hold, and mapped code is run as it is
+/// (wasmtime checks the header and the engine settings, not the code). A copy that holds
+/// other bytes of the same length (a disk's damage, a write through another path) must not
+/// be mapped: it is written again, as a truncated one is.
+#[test]
+fn regression_a_same_length_damaged_copy_is_not_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |_: &str| r#"{"device_spec": [], "alias": []}"#.to_string();
+    let engine = engine();
+    let cache = ArtifactCache::new(dir.path()).with_mapped_defaults();
+    let (loaded, errors) = load_embedded(&engine, &config, Some(&cache), &[]);
+    assert!(errors.is_empty(), "{errors:?}");
+    drop(loaded);
+    let damaged = &EMBEDDED[0];
+    let copy = dir
+        .path()
+        .join(format!("{}.precompiled", damaged.precompiled_sha256));
+    // Same length, a block in the middle (code) zeroed; replaced by rename, as a writer would.
+    let mut bytes = damaged.precompiled.to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 4096].fill(0);
+    assert_ne!(bytes, damaged.precompiled);
+    let tmp = dir.path().join("tmp");
+    std::fs::write(&tmp, &bytes).unwrap();
+    std::fs::rename(&tmp, &copy).unwrap();
+
+    let (again, errors) = load_embedded(&engine, &config, Some(&cache), &[]);
+    assert!(errors.is_empty(), "{errors:?}");
+    let mapped_garbage = std::fs::read(&copy).unwrap() != damaged.precompiled
+        && again[0].artifact() == Some(damaged.precompiled_sha256);
+    assert!(
+        !mapped_garbage,
+        "{}: a copy of the right length but other content was mapped and would be run",
+        damaged.name
+    );
 }

@@ -153,6 +153,14 @@ pub trait Store: Send {
     /// handle changed the data since this one last loaded or wrote it (then the caller must
     /// reload with [`Store::load_all`] before deciding anything).
     fn begin_write(&mut self) -> Result<bool, StoreError>;
+    /// [`Store::begin_write`] for a transaction whose commit need not reach the disk before
+    /// it returns: what it writes can be derived again (a reconcile's, which the full
+    /// reconcile every start runs before serving re-derives from sysfs). Its writes still
+    /// commit atomically, in order: the next synced commit (a claim's) makes them durable
+    /// too. By default the same as `begin_write`.
+    fn begin_write_unsynced(&mut self) -> Result<bool, StoreError> {
+        self.begin_write()
+    }
     /// Whether another handle changed the data since this one last looked; outside a
     /// transaction. When true, [`Store::load_all`] returns the newer data.
     fn changed_since_last_look(&mut self) -> Result<bool, StoreError>;
@@ -230,7 +238,9 @@ pub enum Durability {
     /// `synchronous=FULL`: each commit syncs the WAL before returning, so a claim that
     /// returned survives a power cut. The default: a lost claim would let the host hand the
     /// same device to a second instance after reboot. Costs one fsync per state change
-    /// (about 1 to 4 ms on a virtual disk, tens of microseconds on NVMe).
+    /// (about 1 to 4 ms on a virtual disk, tens of microseconds on NVMe). A reconcile's
+    /// commit is the exception ([`Store::begin_write_unsynced`]): it is re-derived from
+    /// sysfs at the next start, and the next synced commit carries it to the disk.
     #[default]
     Full,
     /// `synchronous=NORMAL`: the WAL is synced at checkpoints only; the last commits may roll
@@ -244,6 +254,11 @@ pub struct SqliteStore {
     conn: Connection,
     path: String,
     last_seen: Option<i64>,
+    /// The file's durability (`None` in memory).
+    durability: Option<Durability>,
+    /// `synchronous` is lowered for the open transaction ([`Store::begin_write_unsynced`])
+    /// and goes back to FULL once it ends.
+    unsynced: bool,
 }
 
 impl SqliteStore {
@@ -302,6 +317,8 @@ impl SqliteStore {
             conn,
             path,
             last_seen: None,
+            durability: file,
+            unsynced: false,
         };
         // The busy timeout first: switching to WAL needs a lock another process may hold.
         store
@@ -392,6 +409,27 @@ impl SqliteStore {
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
 
+    /// How the next commit outside a reconcile reaches the disk (SQLite's `synchronous` on
+    /// this handle): [`Durability::Full`] unless the file was opened with
+    /// [`Durability::Normal`] (or is in memory). Lets a test prove that a reconcile's
+    /// unsynced commit leaves the next claim synced.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the setting cannot be read.
+    pub fn synchronous(&self) -> Result<Durability, StoreError> {
+        let level: i64 = self
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .map_err(|e| self.err("reading synchronous", e))?;
+        // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
+        Ok(if level >= 2 {
+            Durability::Full
+        } else {
+            Durability::Normal
+        })
+    }
+
     /// Rows this handle has inserted, updated or deleted since it opened (SQLite's
     /// `total_changes`): lets a test or a benchmark prove that a pass wrote nothing.
     pub fn total_changes(&self) -> u64 {
@@ -408,6 +446,19 @@ impl SqliteStore {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(|e| self.err("checkpointing", e))
+    }
+
+    /// Puts `synchronous` back to FULL after an unsynced transaction ended (SQLite refuses
+    /// to change it inside one).
+    fn end_unsynced(&mut self) -> Result<(), StoreError> {
+        if self.unsynced {
+            // Cleared only once FULL is back, so a failure here is retried by the next end.
+            self.conn
+                .execute_batch("PRAGMA synchronous=FULL")
+                .map_err(|e| self.err("setting synchronous=FULL again", e))?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
     fn data_version(&self) -> Result<i64, StoreError> {
@@ -500,6 +551,24 @@ impl Store for SqliteStore {
         let changed = self.last_seen != Some(dv);
         self.last_seen = Some(dv);
         Ok(changed)
+    }
+
+    fn begin_write_unsynced(&mut self) -> Result<bool, StoreError> {
+        if self.durability == Some(Durability::Full) && self.conn.is_autocommit() {
+            self.conn
+                .execute_batch("PRAGMA synchronous=NORMAL")
+                .map_err(|e| self.err("setting synchronous=NORMAL for a reconcile", e))?;
+            self.unsynced = true;
+        }
+        let begun = self.begin_write();
+        if begun.is_err() {
+            // The refusal to begin is the error worth reporting; a failure to restore FULL
+            // is logged (the next begin_write_unsynced or commit tries again).
+            if let Err(e) = self.end_unsynced() {
+                tracing::error!(error = %e, "cannot restore synchronous=FULL after a refused transaction");
+            }
+        }
+        begun
     }
 
     fn changed_since_last_look(&mut self) -> Result<bool, StoreError> {
@@ -638,16 +707,17 @@ impl Store for SqliteStore {
     fn commit(&mut self) -> Result<(), StoreError> {
         self.conn
             .execute_batch("COMMIT")
-            .map_err(|e| self.err("committing", e))
+            .map_err(|e| self.err("committing", e))?;
+        self.end_unsynced()
     }
 
     fn rollback(&mut self) -> Result<(), StoreError> {
-        if self.conn.is_autocommit() {
-            return Ok(());
+        if !self.conn.is_autocommit() {
+            self.conn
+                .execute_batch("ROLLBACK")
+                .map_err(|e| self.err("rolling back", e))?;
         }
-        self.conn
-            .execute_batch("ROLLBACK")
-            .map_err(|e| self.err("rolling back", e))
+        self.end_unsynced()
     }
 }
 

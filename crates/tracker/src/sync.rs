@@ -184,10 +184,14 @@ pub(crate) fn sync_in(
 
     // Unreported devices: the cleanup chain (views built only when there are candidates: an
     // unchanged sync must stay cheap).
-    let any_missing = base
-        .devices
-        .keys()
-        .any(|&a| scope.covers(a) && !reported.contains_key(&a));
+    let unreported = |a: &PciAddress| !reported.contains_key(a);
+    let any_missing = match scope {
+        Scope::All => base.devices.keys().any(unreported),
+        // A partial sync's scope is a few devices; the tracked ones are thousands.
+        Scope::Only(set) => set
+            .iter()
+            .any(|a| base.devices.contains_key(a) && unreported(a)),
+    };
     let views: Vec<CleanupCandidate> = if !any_missing {
         Vec::new()
     } else {
@@ -306,7 +310,8 @@ pub(crate) fn sync_in(
         }
     }
 
-    // Derive unavailable/unclaimable from relatives' owners; repair stale ones.
+    // Derive unavailable/unclaimable from relatives' owners; repair stale ones. Over every
+    // device, in a partial sync too, without allocating per device: thousands of them.
     let all: Vec<PciAddress> = if structure_changed {
         base.devices
             .keys()
@@ -341,25 +346,25 @@ pub(crate) fn sync_in(
         if d.status.is_in_use() || d.instance_uuid.is_some() {
             continue;
         }
-        let relatives: Vec<DeviceStatus> = match d.dev_type() {
-            DevType::Pf => children
-                .get(&a)
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-                .iter()
-                .filter_map(|c| work.get(*c))
-                .filter(|c| c.dev_type().is_child())
-                .map(|c| c.status)
-                .collect(),
-            t if t.is_child() => d
-                .parent_addr()
-                .and_then(|p| work.get(p))
-                .filter(|p| p.dev_type() == DevType::Pf)
-                .map(|p| vec![p.status])
-                .unwrap_or_default(),
-            _ => Vec::new(),
+        let want = match d.dev_type() {
+            DevType::Pf => derived_status(
+                children
+                    .get(&a)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+                    .iter()
+                    .filter_map(|c| work.get(*c))
+                    .filter(|c| c.dev_type().is_child())
+                    .map(|c| c.status),
+            ),
+            t if t.is_child() => derived_status(
+                d.parent_addr()
+                    .and_then(|p| work.get(p))
+                    .filter(|p| p.dev_type() == DevType::Pf)
+                    .map(|p| p.status),
+            ),
+            _ => derived_status(None),
         };
-        let want = derived_status(relatives);
         if want != d.status {
             fixes.push((a, d.status, want));
         }

@@ -253,13 +253,45 @@ impl<S: Store> Tracker<S> {
     }
 
     /// Runs `decide` in one write transaction over fresh state; writes and commits what it
-    /// changed, or rolls back (writing nothing) when it fails or changes nothing.
+    /// changed, or rolls back (writing nothing) when it fails or changes nothing. Each
+    /// commit reaches the disk before this returns (see [`Tracker::write_unsynced`]).
     fn write<T>(
         &mut self,
         decide: impl FnOnce(&mut Work<'_>) -> Result<T, TrackerError>,
     ) -> Result<T, TrackerError> {
-        let changed = self.store.begin_write()?;
-        let result = (|| {
+        self.write_as(true, decide)
+    }
+
+    /// [`Tracker::write`] for a reconcile: its commit is not synced to the disk
+    /// ([`Store::begin_write_unsynced`]; an fsync was most of an incremental reconcile's
+    /// time). What a sync writes is derived from sysfs and what the tracker held, and every
+    /// start reconciles in full before it serves, so a power cut can only lose what that
+    /// first reconcile writes again (an unreported device's count of missed syncs may then
+    /// be one lower); a claim, an allocation, a free or a release is synced
+    /// as before, and carries the earlier commits to the disk with it.
+    fn write_unsynced<T>(
+        &mut self,
+        decide: impl FnOnce(&mut Work<'_>) -> Result<T, TrackerError>,
+    ) -> Result<T, TrackerError> {
+        self.write_as(false, decide)
+    }
+
+    fn write_as<T>(
+        &mut self,
+        synced: bool,
+        decide: impl FnOnce(&mut Work<'_>) -> Result<T, TrackerError>,
+    ) -> Result<T, TrackerError> {
+        let changed = if synced {
+            self.store.begin_write()?
+        } else {
+            self.store.begin_write_unsynced()?
+        };
+        // A panic inside the transaction (a bug in a decision, or in a policy's glue) must
+        // not leave it open: the handle would refuse every later write ("cannot start a
+        // transaction within a transaction") and keep a reconcile's lowered durability. So
+        // an unwinding panic rolls back (which also restores synchronous=FULL), forgets the
+        // in-memory copy, and goes on unwinding.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if changed || self.state.is_none() {
                 self.state = None;
                 self.state = Some(State::new(self.store.load_all()?));
@@ -276,7 +308,17 @@ impl<S: Store> Tracker<S> {
             }
             drop(changes);
             Ok((value, std::mem::take(&mut work.over)))
-        })();
+        }));
+        let result = match result {
+            Ok(result) => result,
+            Err(panic) => {
+                self.state = None;
+                if let Err(rb) = self.store.rollback() {
+                    tracing::error!(error = %rb, "rollback after a panic in a write failed");
+                }
+                std::panic::resume_unwind(panic);
+            }
+        };
         match result {
             Ok((value, over)) => {
                 let state = self.state.as_mut().expect("loaded above");
@@ -314,6 +356,22 @@ impl<S: Store> Tracker<S> {
     /// [`TrackerError::Store`] when the database cannot be read or written (nothing is
     /// written then).
     pub fn devices(&mut self, filter: &DeviceFilter) -> Result<Vec<TrackedDevice>, TrackerError> {
+        self.devices_where(filter, |_| true)
+    }
+
+    /// The tracked devices matching `filter` and `keep`, sorted by address; only those are
+    /// copied (the API's `?product_id=` picks a few devices of thousands, under the lock a
+    /// reconcile waits for).
+    ///
+    /// # Errors
+    ///
+    /// [`TrackerError::Store`] when the database cannot be read or written (nothing is
+    /// written then).
+    pub fn devices_where(
+        &mut self,
+        filter: &DeviceFilter,
+        keep: impl Fn(&TrackedDevice) -> bool,
+    ) -> Result<Vec<TrackedDevice>, TrackerError> {
         let state = self.fresh()?;
         Ok(state
             .devices
@@ -326,6 +384,7 @@ impl<S: Store> Tracker<S> {
                     .as_deref()
                     .is_none_or(|i| d.instance_uuid.as_deref() == Some(i))
             })
+            .filter(|d| keep(d))
             .cloned()
             .collect())
     }
@@ -425,7 +484,7 @@ impl<S: Store> Tracker<S> {
         assessed: &[Assessment],
         cleanup: &dyn CleanupPolicy,
     ) -> Result<SyncReport, TrackerError> {
-        self.write(|work| sync_in(work, assessed, Scope::All, cleanup))
+        self.write_unsynced(|work| sync_in(work, assessed, Scope::All, cleanup))
     }
 
     /// Reconciles only the devices of `scope` (a partial rescan's: the devices a uevent
@@ -445,7 +504,7 @@ impl<S: Store> Tracker<S> {
         scope: &BTreeSet<PciAddress>,
         cleanup: &dyn CleanupPolicy,
     ) -> Result<SyncReport, TrackerError> {
-        self.write(|work| sync_in(work, assessed, Scope::Only(scope), cleanup))
+        self.write_unsynced(|work| sync_in(work, assessed, Scope::Only(scope), cleanup))
     }
 
     /// Claims devices for `instance`: all requests are met, or nothing changes. Devices are

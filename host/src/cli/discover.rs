@@ -34,6 +34,8 @@ pub fn discover(args: DiscoverArgs, config: &Config) -> anyhow::Result<ExitCode>
         Format::Json => write_json(&report.devices)?,
         Format::Table => out!("{}", render_table(&report)),
     }
+    // The process ends here: freeing a record per device one by one would only delay it.
+    std::mem::forget(report);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,17 +1,20 @@
 //! `pcitrack policy ...`: check, list, evaluate and build policies.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use pcitrack_runtime::{Policy, PolicyEngine, PolicyKind, PolicyOrigin, policy_name, sha256_hex};
+use pcitrack_runtime::{
+    DeviceVerdict, Policy, PolicyEngine, PolicyKind, PolicyOrigin, policy_name, sha256_hex,
+};
 use serde::Serialize;
 
 use super::output::{Format, JsonList, out, outln, table, write_json};
 use crate::config::Config;
-use crate::ops::{VerdictRow, VerdictView};
+use crate::ops::{VerdictRow, VerdictView, tags_in_map_order};
 
 /// `pcitrack policy` subcommands.
 #[derive(Debug, Subcommand)]
@@ -217,18 +220,33 @@ fn eval(
             }
         );
     }
-    // The devices move into their assessments (no copy: this command is run on files of
-    // hundreds of thousands of records).
     let sockets = super::source::read_node_sockets(source, config);
-    let assessed = policies
-        .loaded
-        .set
-        .with_node_sockets(sockets)
-        .assessments(devices);
+    let set = policies.loaded.set.with_node_sockets(sockets);
     match format {
-        // Streamed: one row at a time, borrowed from its assessment.
-        Format::Json => write_json(&JsonList(|| assessed.iter().map(VerdictView::from)))?,
+        Format::Json => {
+            // This command is run on files of hundreds of thousands of records: each row is
+            // written from its device and its chain verdict, borrowed, one at a time. No
+            // `Assessment` is built (a copy of the device and a map of tags per device); the
+            // tag sets, a handful shared by all the devices, are put in the map's order once.
+            let verdicts = set.assess(&devices);
+            let (sets, set_of) = sorted_tag_sets(&verdicts);
+            let rows = || {
+                devices
+                    .iter()
+                    .zip(&verdicts)
+                    .zip(&set_of)
+                    .map(|((d, v), &s)| VerdictView::of(d, v, &sets[s as usize]))
+            };
+            write_json(&JsonList(rows))?;
+            // The process ends here: handing the records back to the allocator one by one
+            // would cost more than the output did.
+            std::mem::forget(set_of);
+            std::mem::forget(sets);
+            std::mem::forget(verdicts);
+            std::mem::forget(devices);
+        }
         Format::Table => {
+            let assessed = set.assessments(devices);
             let rows: Vec<VerdictRow> = assessed.iter().map(VerdictRow::from).collect();
             let cells: Vec<Vec<String>> = rows
                 .iter()
@@ -271,10 +289,36 @@ fn eval(
             );
         }
     }
-    // The process ends here: handing the records back to the allocator one by one would
-    // cost more than the output did.
-    std::mem::forget(assessed);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A tag set as a row writes it ([`crate::ops::tags_in_map_order`]).
+type SortedTags<'a> = Vec<(&'a str, &'a str)>;
+
+/// The distinct tag sets of `verdicts` (told apart by their shared allocation) in the
+/// order a row writes them, and each verdict's set.
+fn sorted_tag_sets(verdicts: &[DeviceVerdict]) -> (Vec<SortedTags<'_>>, Vec<u32>) {
+    let mut sets: Vec<SortedTags<'_>> = Vec::new();
+    let mut seen: HashMap<*const (String, String), u32> = HashMap::new();
+    let mut last: Option<(*const (String, String), u32)> = None;
+    let set_of = verdicts
+        .iter()
+        .map(|v| {
+            let key = v.tags.as_ptr();
+            match last {
+                Some((k, i)) if k == key => i,
+                _ => {
+                    let i = *seen.entry(key).or_insert_with(|| {
+                        sets.push(tags_in_map_order(&v.tags));
+                        (sets.len() - 1) as u32
+                    });
+                    last = Some((key, i));
+                    i
+                }
+            }
+        })
+        .collect();
+    (sets, set_of)
 }
 
 fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {

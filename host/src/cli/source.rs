@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use pcitrack_model::Device;
+use pcitrack_model::{Device, PciAddress};
 
 use crate::config::Config;
 
@@ -24,12 +24,20 @@ pub struct DeviceSource {
 pub fn read_devices(source: &DeviceSource, config: &Config) -> anyhow::Result<Vec<Device>> {
     let mut devices = match &source.devices {
         Some(file) => {
-            // Read whole, parsed in place into typed records (serde_json checks the UTF-8 as
-            // it goes; ids and addresses are read from the buffer, not copied out first).
+            // Read whole and parsed in place into typed records: ids and addresses are read
+            // from the buffer, not copied out first. The UTF-8 is checked once over the
+            // whole text (an ASCII fast path), not string by string as serde_json does on
+            // bytes.
             let bytes =
                 std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            serde_json::from_slice::<Vec<Device>>(&bytes)
-                .with_context(|| format!("{} is not a JSON list of devices", file.display()))?
+            let not_devices = || format!("{} is not a JSON list of devices", file.display());
+            // serde_json skips an unknown field's string unread, whatever its encoding: a
+            // file that is not UTF-8 throughout is parsed as bytes, as it always was.
+            match std::str::from_utf8(&bytes) {
+                Ok(text) => serde_json::from_str::<Vec<Device>>(text),
+                Err(_) => serde_json::from_slice::<Vec<Device>>(&bytes),
+            }
+            .with_context(not_devices)?
         }
         None => {
             let root = source
@@ -39,8 +47,38 @@ pub fn read_devices(source: &DeviceSource, config: &Config) -> anyhow::Result<Ve
             scan(&root)?
         }
     };
-    devices.sort_by_key(|d| d.address);
+    sort_by_address(&mut devices);
     Ok(devices)
+}
+
+/// Sorts `devices` by address, stably, moving each record at most once: the order is found
+/// on (address, position) keys, then applied by following its cycles. A merge sort of the
+/// records themselves moved each of them (a few hundred bytes) once per merge pass, and a
+/// file is often out of order (several hosts' inventories, or one edited by hand).
+fn sort_by_address(devices: &mut [Device]) {
+    if devices.is_sorted_by_key(|d| d.address) {
+        return;
+    }
+    let mut keys: Vec<(PciAddress, u32)> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.address, i as u32))
+        .collect();
+    // The positions make the keys distinct: unstable is stable here.
+    keys.sort_unstable();
+    // `from[k]`: where the record that goes to `k` is now.
+    let mut from: Vec<u32> = keys.into_iter().map(|(_, i)| i).collect();
+    for start in 0..from.len() {
+        let mut at = start;
+        // Each swap puts one record in its place; a cycle's last is in place by then.
+        while from[at] as usize != start && from[at] as usize != at {
+            let next = from[at] as usize;
+            devices.swap(at, next);
+            from[at] = at as u32;
+            at = next;
+        }
+        from[at] = at as u32;
+    }
 }
 
 fn scan(root: &std::path::Path) -> anyhow::Result<Vec<Device>> {
@@ -68,5 +106,48 @@ pub fn read_node_sockets(source: &DeviceSource, config: &Config) -> pcitrack_run
 pub fn warn_skipped(report: &pcitrack_discovery::ScanReport) {
     for s in &report.skipped {
         eprintln!("pcitrack: skipped {}: {}", s.entry, s.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pcitrack_model::{DevType, Device, PciAddress};
+
+    /// Devices in a scrambled order, with repeated addresses told apart by their vendor id
+    /// (the file's order among them must stay).
+    fn scrambled(n: u32, seed: u64) -> Vec<Device> {
+        let mut state = seed;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        (0..n)
+            .map(|i| {
+                let r = next() % (n / 2 + 1);
+                let address = PciAddress {
+                    domain: r / 256,
+                    bus: (r % 256) as u8,
+                    slot: 0,
+                    function: 0,
+                };
+                Device::new(address, i as u16, 0x154c, DevType::Pci)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sorting_by_address_gives_the_order_of_a_stable_sort() {
+        for (n, seed) in [(0, 1), (1, 2), (2, 3), (7, 4), (100, 5), (5000, 6)] {
+            let mut ours = scrambled(n, seed);
+            let mut stable = ours.clone();
+            stable.sort_by_key(|d| d.address);
+            super::sort_by_address(&mut ours);
+            assert_eq!(ours, stable, "{n} devices");
+            // Already in order: left as it is.
+            super::sort_by_address(&mut ours);
+            assert_eq!(ours, stable, "{n} devices, sorted again");
+        }
     }
 }

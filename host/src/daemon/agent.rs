@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use pcitrack_model::{Device, DeviceStatus, PciAddress};
+use pcitrack_model::{Assessment, Device, DeviceStatus, PciAddress};
 use pcitrack_runtime::PolicySet;
 use pcitrack_tracker::{DeviceFilter, HostNumaCell, SqliteStore, Tracker};
 use serde::Serialize;
@@ -31,7 +31,7 @@ use super::placement::{PlacementShow, Reporting, StatusRow};
 use super::registry::{PoliciesReport, PolicyRegistry, RefreshReport};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::ops::VerdictRow;
-use crate::pipeline::{RuntimeCleanup, evaluate, patch, sync_some};
+use crate::pipeline::{RuntimeCleanup, evaluate, evaluate_some, patch};
 
 /// The outcome of one reconcile pass, as the API reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +63,29 @@ pub struct ReconcileSummary {
     pub kept: usize,
 }
 
+/// The verdict rows of the last reconcile (`/v1/verdicts`), sorted by address, each shared
+/// and kept with its address: an incremental pass copies the list of pointers and replaces
+/// the few rows it re-assessed, rather than copying and re-parsing thousands of rows.
+#[derive(Default)]
+pub struct Verdicts(Vec<(PciAddress, Arc<VerdictRow>)>);
+
+impl Verdicts {
+    fn of(assessed: &[Assessment]) -> Verdicts {
+        Verdicts(
+            assessed
+                .iter()
+                .map(|a| (a.device.address, Arc::new(VerdictRow::from(a))))
+                .collect(),
+        )
+    }
+}
+
+impl Serialize for Verdicts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(_, row)| &**row))
+    }
+}
+
 /// The running agent.
 pub struct Agent {
     config_path: Option<PathBuf>,
@@ -74,7 +97,7 @@ pub struct Agent {
     /// One reconcile at a time; the inventory: the last full scan with the partial rescans
     /// since patched in, sorted by address (what the policies see in an incremental pass).
     reconcile_lock: Mutex<Vec<Device>>,
-    verdicts: ArcSwap<Vec<VerdictRow>>,
+    verdicts: ArcSwap<Verdicts>,
     last_reconcile: Mutex<Option<ReconcileSummary>>,
     last_config_error: Mutex<Option<String>>,
     host_cells: ArcSwap<Vec<HostNumaCell>>,
@@ -102,6 +125,42 @@ fn log_sync(sync: &pcitrack_tracker::SyncReport) {
     }
     for (a, why) in &sync.kept {
         tracing::debug!(device = %a, reason = %why, "unreported device kept");
+    }
+}
+
+/// The phases of one reconcile pass and the milliseconds each took, logged at debug level
+/// (`RUST_LOG=pcitrack::daemon::agent=debug`) as one `reconcile phases` line: where a pass's
+/// time goes (the reconcile bench reads it), without a line per phase in the ordinary log.
+struct Phases {
+    last: Instant,
+    spent: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn new(started: Instant) -> Phases {
+        Phases {
+            last: started,
+            spent: Vec::with_capacity(8),
+        }
+    }
+
+    /// Ends the phase `name`, begun when the previous one ended.
+    fn end(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.spent
+            .push((name, (now - self.last).as_secs_f64() * 1e3));
+        self.last = now;
+    }
+
+    fn log(&self) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let phases: Vec<String> = self
+                .spent
+                .iter()
+                .map(|(name, ms)| format!("{name}={ms:.3}"))
+                .collect();
+            tracing::debug!(phases = %phases.join(" "), "reconcile phases");
+        }
     }
 }
 
@@ -138,7 +197,7 @@ impl Agent {
             registry: Mutex::new(registry),
             tracker: Mutex::new(tracker),
             reconcile_lock: Mutex::new(Vec::new()),
-            verdicts: ArcSwap::from_pointee(Vec::new()),
+            verdicts: ArcSwap::from_pointee(Verdicts::default()),
             last_reconcile: Mutex::new(None),
             last_config_error: Mutex::new(None),
             host_cells: ArcSwap::from_pointee(Vec::new()),
@@ -233,6 +292,7 @@ impl Agent {
         trigger: &str,
         started: Instant,
     ) -> anyhow::Result<ReconcileSummary> {
+        let mut phases = Phases::new(started);
         let root = self.config().sysfs_root();
         let listing = root.join("bus/pci/devices");
         // An unreadable listing is not an empty host: deleting every device on a transient
@@ -240,23 +300,29 @@ impl Agent {
         std::fs::read_dir(&listing)
             .with_context(|| format!("cannot list {}", listing.display()))?;
         let report = pcitrack_discovery::scan(&root);
+        phases.end("scan");
         let topology = pcitrack_discovery::numa_topology(&root);
         self.host_cells
             .store(Arc::new(crate::ops::host_cells(&topology)));
+        phases.end("topology");
         for s in &report.skipped {
             tracing::warn!(device = %s.entry, reason = %s.reason, "skipped an unreadable device");
         }
         let set = self.evaluation_set();
         let assessed = evaluate(&set, &report.devices);
+        phases.end("evaluate");
         let sync = {
             let mut tracker = lock(&self.tracker);
+            phases.end("tracker_lock");
             tracker
                 .sync(&assessed, &RuntimeCleanup(&set))
                 .context("writing the reconcile")?
         };
+        phases.end("sync");
         log_sync(&sync);
-        let rows = assessed.iter().map(VerdictRow::from).collect();
-        self.verdicts.store(Arc::new(rows));
+        self.verdicts.store(Arc::new(Verdicts::of(&assessed)));
+        phases.end("verdicts");
+        phases.log();
         let summary = ReconcileSummary {
             trigger: trigger.to_string(),
             at: now_secs(),
@@ -282,6 +348,7 @@ impl Agent {
         named: &BTreeSet<PciAddress>,
         started: Instant,
     ) -> anyhow::Result<ReconcileSummary> {
+        let mut phases = Phases::new(started);
         let root = self.config().sysfs_root();
         let rescan = match pcitrack_discovery::rescan(&root, inventory, named) {
             Ok(r) => r,
@@ -293,6 +360,7 @@ impl Agent {
         for s in &rescan.skipped {
             tracing::warn!(device = %s.entry, reason = %s.reason, "skipped an unreadable device");
         }
+        phases.end("rescan");
         let scope = rescan.scope;
         let skipped = rescan.skipped.len();
         let reread = rescan.devices.len() + skipped;
@@ -302,14 +370,19 @@ impl Agent {
             &scope,
             rescan.devices,
         );
+        phases.end("patch");
         let set = self.evaluation_set();
+        let assessed = evaluate_some(&set, &devices, &scope);
+        phases.end("evaluate");
         let result = {
             let mut tracker = lock(&self.tracker);
-            sync_some(&mut tracker, &set, &devices, &scope)
+            phases.end("tracker_lock");
+            tracker.sync_some(&assessed, &scope, &RuntimeCleanup(&set))
         };
+        phases.end("sync");
         let discovered = devices.len();
         *inventory = devices;
-        let (assessed, sync) = match result {
+        let sync = match result {
             Ok(done) => done,
             Err(e) => {
                 // The inventory has the re-read devices but the database does not: only a
@@ -320,17 +393,15 @@ impl Agent {
         };
         log_sync(&sync);
         let rows = patch(
-            (*self.verdicts.load_full()).clone(),
-            |r: &VerdictRow| {
-                r.address
-                    .parse()
-                    .expect("a verdict row's address is the device's, printed")
-            },
+            self.verdicts.load().0.clone(),
+            |(a, _)| *a,
             &scope,
-            assessed.iter().map(VerdictRow::from).collect(),
+            Verdicts::of(&assessed).0,
         );
-        let assignable = rows.iter().filter(|r| r.assignable).count();
-        self.verdicts.store(Arc::new(rows));
+        let assignable = rows.iter().filter(|(_, r)| r.assignable).count();
+        self.verdicts.store(Arc::new(Verdicts(rows)));
+        phases.end("verdicts");
+        phases.log();
         Ok(ReconcileSummary {
             trigger: "uevent".to_string(),
             at: now_secs(),
@@ -489,7 +560,7 @@ impl Agent {
     }
 
     /// The verdicts of the last reconcile.
-    pub fn verdicts(&self) -> Arc<Vec<VerdictRow>> {
+    pub fn verdicts(&self) -> Arc<Verdicts> {
         self.verdicts.load_full()
     }
 

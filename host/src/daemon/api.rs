@@ -135,7 +135,7 @@ async fn devices(
         .map(Json)
 }
 
-async fn verdicts(State(agent): State<Arc<Agent>>) -> Json<Shared<Vec<ops::VerdictRow>>> {
+async fn verdicts(State(agent): State<Arc<Agent>>) -> Json<Shared<super::agent::Verdicts>> {
     Json(Shared(agent.verdicts()))
 }
 

@@ -152,7 +152,7 @@ impl PolicyRegistry {
         let cache_dir = config.cache_dir();
         let cache = std::fs::create_dir_all(&cache_dir)
             .ok()
-            .map(|()| ArtifactCache::new(cache_dir));
+            .map(|()| ArtifactCache::new(cache_dir).with_mapped_defaults());
         let (defaults, errors) =
             load_embedded(&engine, &|n| config.policy_config(n), cache.as_ref(), &[]);
         if let Some(e) = errors.first() {

@@ -13,9 +13,13 @@ use pcitrack_discovery::socket::UeventSource;
 
 use super::agent::Agent;
 
-/// How long a burst may stay open: a VF creation burst settles within a few milliseconds;
-/// a cap keeps a flood from delaying the reconcile past the 100 ms target.
-const QUIET: Duration = Duration::from_millis(5);
+/// How long a burst may stay open: the events of one action (a bind, a change) arrive
+/// together, and a burst's pass is incremental, so a burst split in two costs one more pass
+/// over a few devices, not a rescan; the quiet window is paid by every change before it is
+/// visible (one device's change must show in the API within 20 ms). Events that queue while
+/// a pass runs are all taken by the next burst at once. A cap keeps a flood from delaying
+/// the reconcile past the 100 ms target.
+const QUIET: Duration = Duration::from_millis(2);
 const CAP: Duration = Duration::from_millis(40);
 /// How long the thread waits for the first event of a burst: for ever. It blocks in the
 /// kernel (`poll` with no timeout), so an idle agent makes no wake-ups for it (a 250 ms
