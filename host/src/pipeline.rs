@@ -50,11 +50,10 @@ pub fn sync<S: Store>(
     tracker.sync(&assessed, &RuntimeCleanup(set))
 }
 
-/// An incremental reconcile pass: assess the devices of `scope` (a partial rescan's, see
-/// `pcitrack_discovery::rescan`) within `inventory` (the whole host, sorted by address, the
-/// rescan patched in with [`patch`]: the policies see every device, as in a full pass) and
-/// bring those devices in line in the tracker ([`Tracker::sync_some`], the full sync's
-/// rules). Returns the assessments of the devices of `scope` the host reports, in order.
+/// The tracker half of an incremental reconcile pass: brings the devices of `scope` (a
+/// partial rescan's, see `pcitrack_discovery::rescan`) in line with `assessed` (what
+/// [`evaluate_some`] gave for them) by the full sync's rules ([`Tracker::sync_some`]). The
+/// agent assesses first and takes the tracker's lock only for this half.
 ///
 /// # Errors
 ///
@@ -62,17 +61,17 @@ pub fn sync<S: Store>(
 pub fn sync_some<S: Store>(
     tracker: &mut Tracker<S>,
     set: &PolicySet,
-    inventory: &[Device],
+    assessed: &[Assessment],
     scope: &BTreeSet<PciAddress>,
-) -> Result<(Vec<Assessment>, SyncReport), TrackerError> {
-    let assessed = evaluate_some(set, inventory, scope);
-    let report = tracker.sync_some(&assessed, scope, &RuntimeCleanup(set))?;
-    Ok((assessed, report))
+) -> Result<SyncReport, TrackerError> {
+    tracker.sync_some(assessed, scope, &RuntimeCleanup(set))
 }
 
-/// The assessment half of [`sync_some`]: the devices of `scope` that `inventory` (sorted by
-/// address) holds, assessed within all of it, in order. Needs no tracker, so the agent runs
-/// it before taking the tracker's lock.
+/// The assessment half of an incremental reconcile pass: the devices of `scope` that
+/// `inventory` (the whole host, sorted by address, the rescan patched in with [`patch`])
+/// holds, assessed within all of it (the policies see every device, as in a full pass), in
+/// order. Needs no tracker, so the agent runs it before taking the tracker's lock; then
+/// [`sync_some`].
 pub fn evaluate_some(
     set: &PolicySet,
     inventory: &[Device],

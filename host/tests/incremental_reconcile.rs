@@ -292,7 +292,9 @@ fn check(set: &PolicySet, before: &[Op], claims: &[u8], bursts: &[Vec<Op>]) {
         }
         let rescan = pcitrack_discovery::rescan(host.tree.root(), &inventory, &named).unwrap();
         inventory = pipeline::patch(inventory, |d| d.address, &rescan.scope, rescan.devices);
-        pipeline::sync_some(&mut incremental, set, &inventory, &rescan.scope).unwrap();
+        // The agent's two halves, as it runs them (host/src/daemon/agent.rs).
+        let assessed = pipeline::evaluate_some(set, &inventory, &rescan.scope);
+        pipeline::sync_some(&mut incremental, set, &assessed, &rescan.scope).unwrap();
         full_sync(&mut full, set, host.tree.root());
     }
     let final_scan = pcitrack_discovery::scan(host.tree.root()).devices;

@@ -31,7 +31,7 @@ use super::placement::{PlacementShow, Reporting, StatusRow};
 use super::registry::{PoliciesReport, PolicyRegistry, RefreshReport};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::ops::VerdictRow;
-use crate::pipeline::{RuntimeCleanup, evaluate, evaluate_some, patch};
+use crate::pipeline::{RuntimeCleanup, evaluate, evaluate_some, patch, sync_some};
 
 /// The outcome of one reconcile pass, as the API reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -377,7 +377,7 @@ impl Agent {
         let result = {
             let mut tracker = lock(&self.tracker);
             phases.end("tracker_lock");
-            tracker.sync_some(&assessed, &scope, &RuntimeCleanup(&set))
+            sync_some(&mut tracker, &set, &assessed, &scope)
         };
         phases.end("sync");
         let discovered = devices.len();
