@@ -94,18 +94,24 @@ fn expected(config_path: &Path, devices: Vec<Device>) -> Vec<u8> {
     text
 }
 
-#[test]
-fn policy_eval_of_a_large_unsorted_file_writes_the_rows_of_its_assessments() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pcitrack.toml");
+/// `pcitrack.toml` in `dir`: the device_spec under test and a state directory inside `dir`.
+fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("pcitrack.toml");
     std::fs::write(
         &config,
         format!(
             "{DEVICE_SPEC}[agent]\nstate_dir = {:?}\n",
-            dir.path().join("state").display().to_string()
+            dir.join("state").display().to_string()
         ),
     )
     .unwrap();
+    config
+}
+
+#[test]
+fn policy_eval_of_a_large_unsorted_file_writes_the_rows_of_its_assessments() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
     let devices = inventory(12, 6, 64);
     assert!(
         !devices.is_sorted_by_key(|d| d.address),
@@ -172,15 +178,7 @@ fn policy_eval_of_a_large_unsorted_file_writes_the_rows_of_its_assessments() {
 #[test]
 fn regression_non_utf8_in_an_unknown_field_is_still_read() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pcitrack.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{DEVICE_SPEC}[agent]\nstate_dir = {:?}\n",
-            dir.path().join("state").display().to_string()
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path());
     let devices = inventory(1, 2, 2);
     let text = serde_json::to_string(&devices).unwrap();
     // `"note": "caf\xe9"` (Latin-1) added to the first record, before its address.
