@@ -108,6 +108,22 @@ fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
     config
 }
 
+/// `pcitrack policy eval --format json --devices FILE` through the binary, with the
+/// configuration `config` and the state directory inside `dir`.
+fn eval_json(
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    file: &std::path::Path,
+) -> std::process::Output {
+    common::command(&dir.join("state"))
+        .arg("--config")
+        .arg(config)
+        .args(["policy", "eval", "--format", "json", "--devices"])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn policy_eval_of_a_large_unsorted_file_writes_the_rows_of_its_assessments() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,13 +136,7 @@ fn policy_eval_of_a_large_unsorted_file_writes_the_rows_of_its_assessments() {
     let file = dir.path().join("devices.json");
     std::fs::write(&file, serde_json::to_vec(&devices).unwrap()).unwrap();
 
-    let out = common::command(&dir.path().join("state"))
-        .arg("--config")
-        .arg(&config)
-        .args(["policy", "eval", "--format", "json", "--devices"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = eval_json(dir.path(), &config, &file);
     assert!(out.status.success(), "{out:?}");
     assert!(
         out.stderr.is_empty(),
@@ -187,13 +197,7 @@ fn regression_non_utf8_in_an_unknown_field_is_still_read() {
     let file = dir.path().join("devices.json");
     std::fs::write(&file, &bytes).unwrap();
 
-    let out = common::command(&dir.path().join("state"))
-        .arg("--config")
-        .arg(&config)
-        .args(["policy", "eval", "--format", "json", "--devices"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = eval_json(dir.path(), &config, &file);
     assert!(
         out.status.success(),
         "{}",
