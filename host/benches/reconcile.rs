@@ -73,15 +73,8 @@ fn main() {
     let (mut visible, mut in_agent, mut outside) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
         let id = format!("{:04x}", 0xbe00 + r);
-        std::fs::write(
-            d.sysfs
-                .root()
-                .join("bus/pci/devices")
-                .join(vf)
-                .join("device"),
-            format!("0x{id}\n"),
-        )
-        .unwrap();
+        // Through the fixture, which keeps the device's `uevent` in step.
+        d.sysfs.device(vf).attr("device", &format!("0x{id}"));
         let query = format!("/v1/devices?product_id={id}");
         let before = d.get("/v1/health")["last_reconcile"].clone();
         let t = Instant::now();

@@ -217,7 +217,7 @@ pub fn tags_in_map_order(tags: &[(String, String)]) -> Vec<(&str, &str)> {
 /// The tags a [`VerdictView`] writes: an [`Assessment`]'s map, or a verdict's tag set put
 /// in the same order by [`tags_in_map_order`]. Both write the JSON of [`TypedTags`].
 #[derive(Debug, Clone, Copy)]
-enum TagsView<'a> {
+pub(crate) enum TagsView<'a> {
     Map(&'a BTreeMap<String, String>),
     Sorted(&'a [(&'a str, &'a str)]),
 }
@@ -237,16 +237,16 @@ impl Serialize for TagsView<'_> {
 /// test holds the two to the same bytes.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct VerdictView<'a> {
-    address: &'a pcitrack_model::PciAddress,
-    vendor_id: HexId,
-    product_id: HexId,
-    dev_type: DevType,
-    assignable: bool,
-    tags: TagsView<'a>,
-    remote_managed: bool,
-    decided_by: &'a str,
+    pub(crate) address: &'a pcitrack_model::PciAddress,
+    pub(crate) vendor_id: HexId,
+    pub(crate) product_id: HexId,
+    pub(crate) dev_type: DevType,
+    pub(crate) assignable: bool,
+    pub(crate) tags: TagsView<'a>,
+    pub(crate) remote_managed: bool,
+    pub(crate) decided_by: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
+    pub(crate) reason: Option<&'a str>,
 }
 
 impl<'a> From<&'a Assessment> for VerdictView<'a> {
@@ -286,6 +286,113 @@ impl<'a> VerdictView<'a> {
             reason: verdict.reason.as_deref(),
         }
     }
+}
+
+/// The most distinct row endings [`write_pretty_rows`] keeps per call; past them a row is
+/// serialised whole (a verdict whose reason names its device is one of a kind).
+const ROW_ENDINGS: usize = 32;
+
+/// What the end of a row (from `assignable` on) is written from: equal keys, equal bytes.
+/// Tags compare by identity: the sets are shared, and two sets equal in content but not in
+/// place only cost an extra entry.
+#[derive(Clone, Copy)]
+struct RowEnding<'a> {
+    assignable: bool,
+    remote_managed: bool,
+    tags: TagsView<'a>,
+    decided_by: &'a str,
+    reason: Option<&'a str>,
+}
+
+impl PartialEq for RowEnding<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let same_tags = match (self.tags, other.tags) {
+            (TagsView::Map(a), TagsView::Map(b)) => std::ptr::eq(a, b),
+            (TagsView::Sorted(a), TagsView::Sorted(b)) => std::ptr::eq(a, b),
+            _ => false,
+        };
+        same_tags
+            && self.assignable == other.assignable
+            && self.remote_managed == other.remote_managed
+            && self.decided_by == other.decided_by
+            && self.reason == other.reason
+    }
+}
+
+/// The start of a row, up to its `assignable` line, as `serde_json`'s pretty printer writes
+/// it inside a list: the only part that differs from device to device.
+fn push_row_start(row: &VerdictView<'_>, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let id = |v: u16| std::array::from_fn::<u8, 4, _>(|i| HEX[(v >> (12 - 4 * i)) as usize & 0xf]);
+    out.extend_from_slice(b"  {\n    \"address\": \"");
+    out.extend_from_slice(row.address.text().as_str().as_bytes());
+    out.extend_from_slice(b"\",\n    \"vendor_id\": \"");
+    out.extend_from_slice(&id(row.vendor_id.0));
+    out.extend_from_slice(b"\",\n    \"product_id\": \"");
+    out.extend_from_slice(&id(row.product_id.0));
+    out.extend_from_slice(b"\",\n    \"dev_type\": \"");
+    out.extend_from_slice(row.dev_type.as_str().as_bytes());
+    out.extend_from_slice(b"\",\n");
+}
+
+/// Writes `rows` into `out` as `serde_json::to_writer_pretty` writes a list of them (the
+/// same bytes), without serialising each row: the rows of a large evaluation share a few
+/// verdicts, so the end of a row (from `assignable` on: tags, decider, reason) is
+/// serialised once per distinct verdict and copied after the start, which is written from
+/// the device (address and ids, no escaping needed). Each ending is cut from a whole row
+/// serialised by `serde_json`, and used only when that row starts with the bytes
+/// [`push_row_start`] writes for it; any other row is serialised whole.
+///
+/// # Errors
+///
+/// A serialisation error of a row (a map with non-string keys; our rows have none).
+pub fn write_pretty_rows<'a>(
+    rows: impl Iterator<Item = VerdictView<'a>>,
+    out: &mut Vec<u8>,
+) -> serde_json::Result<()> {
+    let mut endings: Vec<(RowEnding<'a>, Vec<u8>)> = Vec::new();
+    let mut last = 0;
+    let mut whole = Vec::new();
+    let mut start = Vec::new();
+    out.push(b'[');
+    let mut empty = true;
+    for row in rows {
+        out.extend_from_slice(if empty { b"\n" } else { b",\n" });
+        empty = false;
+        let key = RowEnding {
+            assignable: row.assignable,
+            remote_managed: row.remote_managed,
+            tags: row.tags,
+            decided_by: row.decided_by,
+            reason: row.reason,
+        };
+        let found = if endings.get(last).is_some_and(|(k, _)| *k == key) {
+            Some(last)
+        } else {
+            endings.iter().position(|(k, _)| *k == key)
+        };
+        if let Some(i) = found {
+            last = i;
+            push_row_start(&row, out);
+            out.extend_from_slice(&endings[i].1);
+            continue;
+        }
+        // `[\n  {...}\n]`: the row as it sits in a list is between the brackets' lines.
+        whole.clear();
+        serde_json::to_writer_pretty(&mut whole, &[row])?;
+        let in_list = &whole[2..whole.len() - 2];
+        start.clear();
+        push_row_start(&row, &mut start);
+        if endings.len() < ROW_ENDINGS
+            && let Some(ending) = in_list.strip_prefix(start.as_slice())
+        {
+            endings.push((key, ending.to_vec()));
+            last = endings.len() - 1;
+        }
+        out.extend_from_slice(in_list);
+    }
+    out.extend_from_slice(if empty { b"]" } else { b"\n]" });
+    Ok(())
 }
 
 /// A tracked device as the CLI and the API show it.
@@ -465,7 +572,7 @@ pub fn devices<S: Store>(
             parent_addr: t.profile.device.parent_addr.map(|a| a.to_string()),
             instance_uuid: t.instance_uuid,
             numa_node: t.profile.device.numa_node,
-            tags: t.profile.tags,
+            tags: std::sync::Arc::unwrap_or_clone(t.profile.tags),
             remote_managed: t.profile.remote_managed,
             decided_by: t.profile.decided_by,
             reserved: t.reserved,
@@ -994,6 +1101,35 @@ mod tests {
             assert_eq!(
                 serde_json::to_string_pretty(&view).unwrap(),
                 serde_json::to_string_pretty(&VerdictRow::from(&a)).unwrap()
+            );
+        }
+    }
+
+    /// Rows written from shared endings are the bytes of the list serialised row by row:
+    /// repeated and alternating verdicts, typed and escaped tags, more distinct reasons
+    /// than endings are kept, a domain above 16 bits, and no rows at all.
+    #[test]
+    fn pretty_rows_are_the_bytes_of_the_serialised_list() {
+        let mut assessed = Vec::new();
+        for i in 0..200u32 {
+            for mut a in assessments() {
+                a.device.address.domain = i * 0x1234;
+                a.device.vendor_id = (i * 0x0bad) as u16;
+                if a.reason.is_some() && i % 3 == 0 {
+                    a.reason = Some(format!("refused \"{i}\" alone"));
+                }
+                assessed.push(a);
+            }
+        }
+        for rows in [&assessed[..], &assessed[..1], &[]] {
+            let views: Vec<VerdictView> = rows.iter().map(VerdictView::from).collect();
+            let mut ours = Vec::new();
+            super::write_pretty_rows(views.iter().copied(), &mut ours).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string_pretty(&views).unwrap(),
+                "{} rows",
+                rows.len()
             );
         }
     }

@@ -7,8 +7,10 @@
 //! A scan is bound by system calls, so a device directory is listed once and only the
 //! attributes it has are opened: on most devices half of what discovery looks for (subsystem
 //! ids, driver, IOMMU group, netdevs, VPD, SR-IOV files) is absent, and asking for each
-//! would cost a failed lookup. The system calls (`openat`, `getdents64`, `readlinkat`
-//! relative to the open directory) go through rustix's safe wrappers.
+//! would cost a failed lookup; and the ids, class and driver come from one read of the
+//! device's `uevent` file where it has one ([`Uevent`]). The system calls (`openat`,
+//! `getdents64`, `readlinkat` relative to the open directory) go through rustix's safe
+//! wrappers.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -89,6 +91,14 @@ impl DevicesDir {
         Ok(names)
     }
 
+    /// The last component of the target of the link at `path` (relative, `<entry>/physfn`)
+    /// parsed as `T`.
+    pub fn link_parsed<T: std::str::FromStr>(&self, path: &str) -> Option<T> {
+        link_last(&self.fd, path, |last| {
+            std::str::from_utf8(last).ok()?.parse().ok()
+        })
+    }
+
     /// Opens the device directory `name` (following its link) and lists it into `listing`,
     /// whose buffers a scan thread reuses from one device to the next.
     pub fn device<'a>(&self, name: &str, listing: &'a mut Listing) -> Option<DeviceDir<'a>> {
@@ -153,20 +163,13 @@ impl DeviceDir<'_> {
         self.with_link(name, |last| std::str::from_utf8(last).ok()?.parse().ok())
     }
 
-    /// Reads a link and hands the last component of its target (never empty) to `parse`.
-    /// The buffer is left uninitialised: the kernel fills what it returns, and zeroing a
-    /// page per link (a PF has one per VF) would be work for nothing.
+    /// Reads a link, when listed, and hands the last component of its target (never empty)
+    /// to `parse`.
     fn with_link<T>(&self, name: &str, parse: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
         if !self.may_have(name, true) {
             return None;
         }
-        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
-        let (target, _) = rustix::fs::readlinkat_raw(&self.fd, name, &mut buf).ok()?;
-        let last = target.rsplit(|&b| b == b'/').next()?;
-        if last.is_empty() {
-            return None;
-        }
-        parse(last)
+        link_last(&self.fd, name, parse)
     }
 
     /// A hexadecimal attribute of at most `digits` digits.
@@ -180,6 +183,96 @@ impl DeviceDir<'_> {
     pub fn dec<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
         with_text(self.open_file(name)?, |text| text.parse().ok())
     }
+
+    /// What the device's `uevent` file says, read only when the directory was listed and
+    /// holds one; empty otherwise (then every value comes from its own attribute).
+    pub fn uevent(&self) -> Uevent {
+        if self.listing.is_none() {
+            return Uevent::default();
+        }
+        self.open_file("uevent")
+            .and_then(|file| with_text(file, |text| Some(Uevent::parse(text))))
+            .unwrap_or_default()
+    }
+
+    /// A hexadecimal attribute of at most `digits` digits, or `known` (the same kernel field
+    /// as `uevent` prints it) when the attribute is listed: the listing decides whether the
+    /// device has it, `known` spares opening it.
+    pub fn hex_or(&self, known: Option<u32>, name: &str, digits: usize) -> Option<u32> {
+        if !self.may_have(name, false) {
+            return None;
+        }
+        known.or_else(|| self.hex(name, digits))
+    }
+
+    /// The last component of a link's target, or `known` (the driver `uevent` names) when the
+    /// link is listed.
+    pub fn link_name_or(&self, known: Option<&str>, name: &str) -> Option<String> {
+        if !self.may_have(name, true) {
+            return None;
+        }
+        known.map(str::to_string).or_else(|| self.link_name(name))
+    }
+}
+
+/// The values of a PCI device's `uevent` file that are also attributes of its own: the
+/// kernel prints both from the same fields of its `struct pci_dev` (`pci_uevent` in
+/// `drivers/pci/pci-driver.c`: `PCI_CLASS=%04X`, `PCI_ID=%04X:%04X`, `PCI_SUBSYS_ID=%04X:%04X`;
+/// `dev_uevent`: `DRIVER=` the bound driver's name, which its `driver` link is named after).
+/// One read of it stands for the `vendor`, `device`, `class`, `subsystem_*` files and the
+/// `driver` link: a third of the system calls of reading a device. A value missing or
+/// malformed here is read from its own attribute.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Uevent {
+    /// `PCI_ID`'s vendor.
+    pub vendor: Option<u32>,
+    /// `PCI_ID`'s device.
+    pub device: Option<u32>,
+    /// `PCI_SUBSYS_ID`'s vendor.
+    pub subsystem_vendor: Option<u32>,
+    /// `PCI_SUBSYS_ID`'s device.
+    pub subsystem_device: Option<u32>,
+    /// `PCI_CLASS` (24 bits).
+    pub class: Option<u32>,
+    /// `DRIVER`.
+    pub driver: Option<String>,
+}
+
+impl Uevent {
+    /// Parses `KEY=VALUE` lines; other keys are ignored.
+    pub fn parse(text: &str) -> Self {
+        let pair = |v: &str| {
+            let (a, b) = v.split_once(':')?;
+            let hex = |s: &str| pcitrack_model::parse_hex_id(s, 4).ok();
+            Some((hex(a)?, hex(b)?))
+        };
+        let mut u = Self::default();
+        for (key, value) in text.lines().filter_map(|l| l.split_once('=')) {
+            match key {
+                "PCI_ID" => (u.vendor, u.device) = pair(value).unzip(),
+                "PCI_SUBSYS_ID" => (u.subsystem_vendor, u.subsystem_device) = pair(value).unzip(),
+                "PCI_CLASS" => u.class = pcitrack_model::parse_hex_id(value, 6).ok(),
+                "DRIVER" if !value.is_empty() && !value.contains('/') => {
+                    u.driver = Some(value.to_string());
+                }
+                _ => {}
+            }
+        }
+        u
+    }
+}
+
+/// Reads the link `name` (relative to `dir`) and hands the last component of its target
+/// (never empty) to `parse`. The buffer is left uninitialised: the kernel fills what it
+/// returns, and zeroing a page per link (a PF has one per VF) would be work for nothing.
+fn link_last<T>(dir: &OwnedFd, name: &str, parse: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+    let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+    let (target, _) = rustix::fs::readlinkat_raw(dir, name, &mut buf).ok()?;
+    let last = target.rsplit(|&b| b == b'/').next()?;
+    if last.is_empty() {
+        return None;
+    }
+    parse(last)
 }
 
 /// A directory's entries: their names in one buffer (no allocation per name) and an index

@@ -67,7 +67,8 @@ impl FakeSysfs {
         cmd
     }
 
-    /// Adds a device with its ids, class (24 bits) and a config space lspci can read.
+    /// Adds a device with its ids, class (24 bits), a config space lspci can read and the
+    /// `uevent` file the kernel gives every device (kept in step by the builder methods).
     pub fn add_device(&self, address: &str, vendor: u16, device: u16, class: u32) -> FakeDevice {
         let path = self.root().join("devices/pci0000:00").join(address);
         fs::create_dir_all(&path).expect("device dir");
@@ -85,9 +86,19 @@ impl FakeSysfs {
         config[8] = 1;
         config[9..12].copy_from_slice(&class.to_le_bytes()[..3]);
         write(&path.join("config"), config);
-        FakeDevice {
+        let device = FakeDevice {
             root: self.root().to_path_buf(),
             path,
+        };
+        device.sync_uevent();
+        device
+    }
+
+    /// A handle on a device added before, to change its attributes (its `uevent` follows).
+    pub fn device(&self, address: &str) -> FakeDevice {
+        FakeDevice {
+            root: self.root().to_path_buf(),
+            path: self.root().join("devices/pci0000:00").join(address),
         }
     }
 
@@ -137,6 +148,7 @@ impl FakeSysfs {
     pub fn add_broken(&self, address: &str, files: &[(&str, &str)]) -> FakeDevice {
         let d = self.add_device(address, 0, 0, 0);
         let _ = fs::remove_file(d.path.join("vendor"));
+        d.sync_uevent();
         for (name, value) in files {
             d.attr(name, value);
         }
@@ -190,12 +202,14 @@ impl FakeDevice {
     /// Writes an attribute file.
     pub fn attr(&self, name: &str, value: &str) -> &Self {
         write(&self.path.join(name), format!("{value}\n"));
+        self.sync_uevent();
         self
     }
 
     /// Writes raw bytes to an attribute (VPD, garbage).
     pub fn bytes(&self, name: &str, value: &[u8]) -> &Self {
         write(&self.path.join(name), value);
+        self.sync_uevent();
         self
     }
 
@@ -204,7 +218,45 @@ impl FakeDevice {
         let p = self.path.join(name);
         let _ = fs::remove_file(&p);
         symlink(target, &p).expect("link");
+        if name == "driver" {
+            self.sync_uevent();
+        }
         self
+    }
+
+    /// Rewrites the device's `uevent` file from its attributes, as the kernel prints it
+    /// (`DRIVER`, `PCI_CLASS`, `PCI_ID`, `PCI_SUBSYS_ID`, `PCI_SLOT_NAME`), with the keys
+    /// whose attributes read as discovery reads them: a malformed or missing attribute
+    /// leaves its key out, so that discovery falls back to the attribute and reports it.
+    /// The builder methods call it; a test that writes an id attribute or the `driver` link
+    /// directly must call it too (the kernel never lets the two disagree).
+    pub fn sync_uevent(&self) {
+        let hex = |name: &str, digits: usize| {
+            let bytes = fs::read(self.path.join(name)).ok()?;
+            let text = std::str::from_utf8(&bytes).ok()?;
+            pcitrack_model::parse_hex_id(text.trim(), digits).ok()
+        };
+        let mut text = String::new();
+        if let Ok(target) = fs::read_link(self.path.join("driver")) {
+            let target = target.to_string_lossy().into_owned();
+            let last = target.rsplit('/').next().unwrap_or_default();
+            if !last.is_empty() {
+                text.push_str(&format!("DRIVER={last}\n"));
+            }
+        }
+        if let Some(class) = hex("class", 6) {
+            text.push_str(&format!("PCI_CLASS={class:04X}\n"));
+        }
+        if let (Some(v), Some(d)) = (hex("vendor", 4), hex("device", 4)) {
+            text.push_str(&format!("PCI_ID={v:04X}:{d:04X}\n"));
+        }
+        if let (Some(v), Some(d)) = (hex("subsystem_vendor", 4), hex("subsystem_device", 4)) {
+            text.push_str(&format!("PCI_SUBSYS_ID={v:04X}:{d:04X}\n"));
+        }
+        if let Some(name) = self.path.file_name() {
+            text.push_str(&format!("PCI_SLOT_NAME={}\n", name.to_string_lossy()));
+        }
+        write(&self.path.join("uevent"), text);
     }
 
     /// Binds a driver (the `driver` link, and the driver's directory).

@@ -63,7 +63,7 @@ pub fn scan(root: &Path) -> ScanReport {
         dir: &devices,
         path: &dir,
     };
-    let mut found = Found::merge(read_all(devices, &names));
+    let mut found = read_resolved(devices, &names);
     // Warn in directory order, whichever thread read what.
     found.skipped.sort_by_key(|(i, _)| *i);
     for (_, s) in found.skipped {
@@ -127,7 +127,7 @@ pub(crate) fn read_named(root: &Path, names: &[String]) -> std::io::Result<Named
         dir: &dir,
         path: &path,
     };
-    let mut found = Found::merge(read_all(devices, names));
+    let mut found = read_resolved(devices, names);
     found.skipped.sort_by_key(|(i, _)| *i);
     Ok(Named {
         devices: found.devices,
@@ -152,12 +152,15 @@ struct Devices<'a> {
 }
 
 /// What some of the entries gave: devices, skipped entries (by their index in the
-/// directory) and the VF indices read from PFs' `virtfnN` links.
+/// directory), what the PFs' `virtfnN` links said (each VF's index and PF), and the VFs
+/// whose PF is still to be found (their address and the index of their entry).
 #[derive(Default)]
 struct Found {
     devices: Vec<Device>,
     skipped: Vec<(usize, Skipped)>,
     vf_index: HashMap<PciAddress, u16>,
+    vf_parent: HashMap<PciAddress, PciAddress>,
+    orphans: Vec<(PciAddress, usize)>,
 }
 
 impl Found {
@@ -172,9 +175,46 @@ impl Found {
             all.devices.extend(part.devices);
             all.skipped.extend(part.skipped);
             all.vf_index.extend(part.vf_index);
+            all.vf_parent.extend(part.vf_parent);
+            all.orphans.extend(part.orphans);
         }
         all
     }
+
+    /// Gives each VF its PF. A VF and its PF link to each other (`physfn`, `virtfnN`; the
+    /// kernel makes both links together, `pci_iov_sysfs_link` in `drivers/pci/iov.c`), and a
+    /// PF's links are read anyway, for the VFs' indices: so a VF's PF is the one whose link
+    /// names it, and only a VF that no PF read here names (its PF unreadable or not among
+    /// the entries read, a partial rescan of the VF alone, VFs being created) costs a read
+    /// of its own `physfn`. A VF whose PF cannot be found either way is a plain device, as
+    /// when its `physfn` link is missing.
+    fn resolve_parents(&mut self, dir: &DevicesDir, names: &[String]) {
+        let mut read: HashMap<PciAddress, Option<PciAddress>> = HashMap::new();
+        for &(vf, i) in &self.orphans {
+            if !self.vf_parent.contains_key(&vf) {
+                let link = format!("{}/physfn", names[i]);
+                read.insert(vf, dir.link_parsed(&link));
+            }
+        }
+        for d in &mut self.devices {
+            if d.dev_type == DevType::Vf && d.parent_addr.is_none() {
+                d.parent_addr = match self.vf_parent.get(&d.address) {
+                    Some(&pf) => Some(pf),
+                    None => read.get(&d.address).copied().flatten(),
+                };
+                if d.parent_addr.is_none() {
+                    d.dev_type = DevType::Pci;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the entries, then gives the VFs their PFs (see [`Found::resolve_parents`]).
+fn read_resolved(devices: Devices, names: &[String]) -> Found {
+    let mut found = Found::merge(read_all(devices, names));
+    found.resolve_parents(devices.dir, names);
+    found
 }
 
 /// Entries a scan thread claims at a time. The threads share the host's cores with whatever
@@ -225,7 +265,7 @@ fn read_claimed(devices: Devices, names: &[String], next: &AtomicUsize) -> Found
         }
         let end = (start + BATCH).min(names.len());
         for (i, name) in (start..end).zip(&names[start..end]) {
-            if let Err(skipped) = read_entry(devices, name, &mut listing, &mut found) {
+            if let Err(skipped) = read_entry(devices, (i, name), &mut listing, &mut found) {
                 found.skipped.push((i, skipped));
             }
         }
@@ -235,7 +275,7 @@ fn read_claimed(devices: Devices, names: &[String], next: &AtomicUsize) -> Found
 /// Reads one entry into `found`, or says why it was skipped.
 fn read_entry(
     devices: Devices,
-    name: &str,
+    (i, name): (usize, &str),
     listing: &mut Listing,
     found: &mut Found,
 ) -> Result<(), Skipped> {
@@ -246,8 +286,10 @@ fn read_entry(
     let address = name
         .parse::<PciAddress>()
         .map_err(|_| skipped("not a PCI address".into()))?;
-    let device =
-        read_device(devices, name, address, listing, &mut found.vf_index).map_err(skipped)?;
+    let device = read_device(devices, name, address, listing, found).map_err(skipped)?;
+    if device.dev_type == DevType::Vf && device.parent_addr.is_none() {
+        found.orphans.push((address, i));
+    }
     found.devices.push(device);
     Ok(())
 }
@@ -257,36 +299,44 @@ fn read_device(
     name: &str,
     address: PciAddress,
     listing: &mut Listing,
-    vf_index: &mut HashMap<PciAddress, u16>,
+    found: &mut Found,
 ) -> Result<Device, String> {
     let dir = devices
         .dir
         .device(name, listing)
         .ok_or("cannot open its directory")?;
+    // The ids, class and driver in one read where the kernel offers them (see `Uevent`).
+    let uevent = dir.uevent();
     let vendor = dir
-        .hex("vendor", 4)
+        .hex_or(uevent.vendor, "vendor", 4)
         .ok_or("vendor id missing or malformed")?;
     let device = dir
-        .hex("device", 4)
+        .hex_or(uevent.device, "device", 4)
         .ok_or("device id missing or malformed")?;
     let total_vfs: Option<u16> = dir.dec("sriov_totalvfs");
-    let parent = dir.link_parsed::<PciAddress>("physfn");
-    let dev_type = if total_vfs.is_some_and(|n| n > 0) {
-        DevType::Pf
-    } else if parent.is_some() {
-        DevType::Vf
+    let is_pf = total_vfs.is_some_and(|n| n > 0);
+    // A device with a `physfn` link is a VF; its PF is found once every entry is read
+    // (`Found::resolve_parents`), from the PFs' side of the links.
+    let (dev_type, parent) = if is_pf {
+        (DevType::Pf, dir.link_parsed::<PciAddress>("physfn"))
+    } else if dir.may_have("physfn", true) {
+        (DevType::Vf, None)
     } else {
-        DevType::Pci
+        (DevType::Pci, None)
     };
     let mut d = Device::new(address, vendor as u16, device as u16, dev_type);
-    d.subsystem_vendor_id = dir.hex("subsystem_vendor", 4).map(|v| v as u16);
-    d.subsystem_device_id = dir.hex("subsystem_device", 4).map(|v| v as u16);
-    d.class_code = dir.hex("class", 6).unwrap_or(0);
+    d.subsystem_vendor_id = dir
+        .hex_or(uevent.subsystem_vendor, "subsystem_vendor", 4)
+        .map(|v| v as u16);
+    d.subsystem_device_id = dir
+        .hex_or(uevent.subsystem_device, "subsystem_device", 4)
+        .map(|v| v as u16);
+    d.class_code = dir.hex_or(uevent.class, "class", 6).unwrap_or(0);
     d.revision = dir.hex("revision", 2).map(|v| v as u8);
     d.numa_node = dir
         .dec::<i64>("numa_node")
         .and_then(|n| u32::try_from(n).ok());
-    d.driver = dir.link_name("driver");
+    d.driver = dir.link_name_or(uevent.driver.as_deref(), "driver");
     d.iommu_group = dir.link_parsed("iommu_group");
     d.parent_addr = parent;
     if dev_type == DevType::Pf {
@@ -300,7 +350,8 @@ fn read_device(
             let _ = write!(link, "{n}");
             match dir.link_parsed(&link) {
                 Some(vf) => {
-                    vf_index.insert(vf, n);
+                    found.vf_index.insert(vf, n);
+                    found.vf_parent.insert(vf, address);
                 }
                 // VFs are numbered from 0 without gaps: the first missing link ends them.
                 None => break,
@@ -326,4 +377,131 @@ fn read_device(
         .and_then(|v| v.card_serial_number.clone())
         .filter(|s| !s.is_empty());
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attrs::Uevent;
+    use crate::fixture::FakeSysfs;
+
+    /// A tree with a bit of everything `uevent` stands for: drivers bound and not, subsystem
+    /// ids, a malformed class, devices skipped for a missing or malformed vendor id.
+    fn varied_tree() -> FakeSysfs {
+        let t = FakeSysfs::new();
+        let vfs = t.add_pf_with_vfs("0000:3b:00.0", 0x8086, 0x1572, 0x154c, 3);
+        t.device("0000:3b:00.0")
+            .driver("i40e")
+            .attr("subsystem_vendor", "0x8086")
+            .attr("subsystem_device", "0x0001");
+        t.device(&vfs[1]).driver("vfio-pci");
+        t.device(&vfs[2]).attr("subsystem_vendor", "0x8086");
+        t.add_device("0000:00:01.0", 0x8086, 0xa1d2, 0x060400)
+            .driver("pcieport")
+            .attr("class", "not hex");
+        t.add_device("0000:00:02.0", 0x15b3, 0x101e, 0x020000)
+            .link("driver", "../drivers/mlx5_core/");
+        t.add_broken("0000:99:00.0", &[]);
+        t.add_broken("0000:98:00.0", &[("vendor", "0xzz86")]);
+        t
+    }
+
+    #[test]
+    fn uevent_gives_what_the_attributes_give() {
+        let t = varied_tree();
+        let with = scan(t.root());
+        assert_eq!(with.devices.len(), 6, "{:?}", with.skipped);
+        assert_eq!(with.skipped.len(), 2);
+        for name in std::fs::read_dir(t.root().join("bus/pci/devices")).unwrap() {
+            std::fs::remove_file(name.unwrap().path().join("uevent")).unwrap();
+        }
+        assert_eq!(scan(t.root()), with);
+    }
+
+    #[test]
+    fn uevent_values_are_used_but_the_listing_decides_what_exists() {
+        let t = FakeSysfs::new();
+        let d = t.add_device("0000:01:00.0", 0x8086, 0x1572, 0x020000);
+        d.driver("i40e");
+        // A uevent the attributes do not match (the kernel never writes one): its values
+        // are what is read, so it is read; a driver it names without a `driver` link, or
+        // subsystem ids without their files, are not taken.
+        std::fs::write(
+            d.path().join("uevent"),
+            "DRIVER=ice\nPCI_CLASS=10802\nPCI_ID=8086:159B\nPCI_SUBSYS_ID=8086:0003\n",
+        )
+        .unwrap();
+        let r = scan(t.root());
+        let got = &r.devices[0];
+        assert_eq!((got.vendor_id, got.product_id), (0x8086, 0x159b));
+        assert_eq!(got.class_code, 0x010802);
+        assert_eq!(got.driver.as_deref(), Some("ice"));
+        assert_eq!(
+            (got.subsystem_vendor_id, got.subsystem_device_id),
+            (None, None)
+        );
+        std::fs::remove_file(d.path().join("driver")).unwrap();
+        std::fs::write(d.path().join("uevent"), "PCI_ID=8086:zz\n").unwrap();
+        let got = &scan(t.root()).devices[0];
+        assert_eq!(got.driver, None, "no link, no driver");
+        assert_eq!(
+            got.product_id, 0x1572,
+            "a malformed key falls back to the file"
+        );
+    }
+
+    #[test]
+    fn a_vf_whose_pf_is_not_read_finds_it_by_its_own_link() {
+        let t = FakeSysfs::new();
+        let vfs = t.add_pf_with_vfs("0000:3b:00.0", 0x8086, 0x1572, 0x154c, 2);
+        let full = scan(t.root());
+        assert_eq!(full.devices[1].parent_addr, "0000:3b:00.0".parse().ok());
+        assert_eq!(full.devices[1].dev_type, DevType::Vf);
+        // Read alone (a partial rescan), and with its PF unreadable (skipped).
+        let alone = read_named(t.root(), std::slice::from_ref(&vfs[1])).unwrap();
+        assert_eq!(
+            alone.devices,
+            [full.devices[2].clone()].map(|mut d| {
+                d.vf_index = None;
+                d
+            })
+        );
+        std::fs::remove_file(t.root().join("devices/pci0000:00/0000:3b:00.0/vendor")).unwrap();
+        t.device("0000:3b:00.0").sync_uevent();
+        let r = scan(t.root());
+        assert_eq!(r.skipped.len(), 1);
+        assert!(r.devices.iter().all(|d| d.dev_type == DevType::Vf
+            && d.parent_addr == "0000:3b:00.0".parse().ok()
+            && d.vf_index.is_none()));
+        // A `physfn` link that names no PCI address: a plain device, as before.
+        t.device(&vfs[0]).link("physfn", "../nowhere/");
+        let r = scan(t.root());
+        assert_eq!(r.devices[0].dev_type, DevType::Pci);
+        assert_eq!(r.devices[0].parent_addr, None);
+    }
+
+    #[test]
+    fn uevent_parses_as_the_kernel_prints_it() {
+        // The E810 capture's (prometheus/procfs testdata).
+        let u = Uevent::parse(
+            "DRIVER=ice\nPCI_CLASS=20000\nPCI_ID=8086:159B\nPCI_SUBSYS_ID=8086:0003\n\
+             PCI_SLOT_NAME=0000:a2:00.0\n\
+             MODALIAS=pci:v00008086d0000159Bsv00008086sd00000003bc02sc00i00",
+        );
+        assert_eq!(
+            u,
+            Uevent {
+                vendor: Some(0x8086),
+                device: Some(0x159b),
+                subsystem_vendor: Some(0x8086),
+                subsystem_device: Some(0x0003),
+                class: Some(0x020000),
+                driver: Some("ice".into()),
+            }
+        );
+        assert_eq!(
+            Uevent::parse("PCI_ID=8086\nDRIVER=\nPCI_CLASS=1234567"),
+            Uevent::default()
+        );
+    }
 }

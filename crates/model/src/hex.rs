@@ -18,6 +18,13 @@ pub struct HexIdError {
 /// signs, too many digits) is refused, because a silently truncated id would match the
 /// wrong devices.
 pub fn parse_hex_id(text: &str, max_digits: usize) -> Result<u32, HexIdError> {
+    // Digits alone (`8086`, as Nova and a devices file write ids): nothing to trim or strip.
+    if !text.is_empty() && text.len() <= max_digits.min(8) {
+        let mut digits = text.bytes().map(|b| char::from(b).to_digit(16));
+        if let Some(value) = digits.try_fold(0u32, |v, d| Some(v << 4 | d?)) {
+            return Ok(value);
+        }
+    }
     let err = || HexIdError {
         value: text.to_string(),
         max_digits,

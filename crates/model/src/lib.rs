@@ -10,6 +10,7 @@ mod address;
 mod assessment;
 pub mod cleanup;
 mod device;
+mod device_json;
 mod hex;
 mod kinds;
 pub mod oslo;
@@ -17,8 +18,9 @@ pub mod packed;
 pub mod python;
 pub mod tag_value;
 
-pub use address::{AddressError, PciAddress};
+pub use address::{AddressError, AddressText, PciAddress};
 pub use assessment::Assessment;
 pub use device::{Device, NetInterface, Vpd};
+pub use device_json::device_prefix;
 pub use hex::{HexIdError, parse_hex_id};
 pub use kinds::{DevType, DeviceStatus, UnknownName};

@@ -192,7 +192,7 @@ fn tracked(assessed: &[Assessment]) -> Vec<TrackedDevice> {
         .map(|a| {
             TrackedDevice::new(Profile {
                 device: a.device.clone(),
-                tags: a.tags.clone(),
+                tags: a.tags.clone().into(),
                 remote_managed: a.remote_managed,
                 decided_by: a.decided_by.clone(),
                 parent_ifname: None,

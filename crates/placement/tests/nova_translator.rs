@@ -151,7 +151,7 @@ fn tracked(case: &Case) -> Vec<TrackedDevice> {
             device.parent_addr = d.parent.map(addr);
             let profile = Profile {
                 device,
-                tags,
+                tags: tags.into(),
                 remote_managed: false,
                 decided_by: String::new(),
                 parent_ifname: None,

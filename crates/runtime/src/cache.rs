@@ -252,14 +252,17 @@ impl ArtifactCache {
         engine: &PolicyEngine,
         wasm: &[u8],
     ) -> wasmtime::Result<Compiled> {
+        match self.load_cached(engine, wasm) {
+            Some(compiled) => Ok(compiled),
+            None => self.compile_and_store(engine, wasm),
+        }
+    }
+
+    /// The component for `wasm` from the cache, when its artifact is there and wasmtime
+    /// accepts it; `None` otherwise (a damaged or refused artifact is logged).
+    pub(crate) fn load_cached(&self, engine: &PolicyEngine, wasm: &[u8]) -> Option<Compiled> {
         let wt = engine.engine();
-        let Some(key) = Self::key(engine, wasm) else {
-            return Ok(Compiled {
-                component: Component::new(wt, wasm)?,
-                source: CodeSource::Compiled,
-                key: None,
-            });
-        };
+        let key = Self::key(engine, wasm)?;
         let path = self.path(&key);
         if let Ok(file) = std::fs::read(&path) {
             match verified_body(&file) {
@@ -273,7 +276,7 @@ impl ArtifactCache {
                     // is truncated under us would crash the agent with SIGBUS.
                     match unsafe { Component::deserialize(wt, body) } {
                         Ok(component) => {
-                            return Ok(Compiled {
+                            return Some(Compiled {
                                 component,
                                 source: CodeSource::Cache,
                                 key: Some(key),
@@ -289,10 +292,43 @@ impl ArtifactCache {
                 }
             }
         }
-        let component = Component::new(wt, wasm)?;
-        if let Err(e) = self.store(&path, component.serialize()?) {
+        None
+    }
+
+    /// `wasm` compiled by Cranelift, its artifact stored (replacing one that was refused);
+    /// a cache that cannot be written is logged, not returned.
+    ///
+    /// # Errors
+    ///
+    /// wasmtime's error when the component does not compile (or cannot be serialized).
+    /// Writes `component` under `key` ([`ArtifactCache::key`] of its bytes; temp file and
+    /// rename). A failure is logged, not returned: the policy runs all the same and is
+    /// compiled again next time.
+    pub(crate) fn store_compiled(&self, key: &str, component: &Component) {
+        let stored = component
+            .serialize()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|bytes| self.store(&self.path(key), bytes));
+        if let Err(e) = stored {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot cache a compiled policy");
         }
+    }
+
+    pub(crate) fn compile_and_store(
+        &self,
+        engine: &PolicyEngine,
+        wasm: &[u8],
+    ) -> wasmtime::Result<Compiled> {
+        let wt = engine.engine();
+        let Some(key) = Self::key(engine, wasm) else {
+            return Ok(Compiled {
+                component: Component::new(wt, wasm)?,
+                source: CodeSource::Compiled,
+                key: None,
+            });
+        };
+        let component = Component::new(wt, wasm)?;
+        self.store_compiled(&key, &component);
         Ok(Compiled {
             component,
             source: CodeSource::Compiled,

@@ -5,15 +5,21 @@
 //! thread runs only while at least one policy call is in flight ([`PolicyEngine::awake`]);
 //! between calls it waits on a condition variable with no timeout, so an idle agent pays no
 //! wake-ups for it (it used to tick 1000 times a second whether or not anything ran).
+//!
+//! A [tiered](Compilers::Tiered) engine has a second wasmtime engine, built on first use, that
+//! compiles with Winch (the baseline tier, `engine_config::baseline_config`) under the same
+//! limits and pooling; the one clock advances the epochs of both.
 
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
 use std::thread;
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::cache::EngineFingerprint;
-use crate::engine_config::compiler_config;
+use crate::engine_config::{baseline_config, compiler_config};
+use crate::policy::Builds;
 
 /// How often the epoch advances while a call is in flight. A deadline is a whole number of
 /// ticks, so this is the deadline's resolution.
@@ -48,6 +54,24 @@ impl Limits {
     }
 }
 
+/// Which compilers make a policy's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compilers {
+    /// Cranelift only: every policy runs its optimised build, compiled at load or taken
+    /// from the artifact cache or the binary (one-shot commands).
+    #[default]
+    Optimized,
+    /// A policy whose optimised build is neither precompiled nor in the artifact cache
+    /// serves first with Winch's baseline build (~9x faster to compile, slower code); its
+    /// Cranelift build is made on a background thread, stored in the cache and swapped in
+    /// when ready (the agent's hot reload, [`crate::Policy::tier`]). A policy Winch cannot
+    /// compile is compiled by Cranelift at once.
+    Tiered,
+    /// Winch only: nothing precompiled, cached or optimised (tests and measurements
+    /// comparing the tiers).
+    Baseline,
+}
+
 /// The engine plus its limits. Cheap to clone; the epoch thread stops when the last clone
 /// is dropped (it holds only a weak reference to the engine).
 #[derive(Clone)]
@@ -60,8 +84,15 @@ struct Inner {
     limits: Limits,
     pooling: bool,
     clock: Arc<Clock>,
+    compilers: Compilers,
+    /// The Winch engine, built on first use (not at all unless tiered or baseline): its
+    /// pooling allocator reserves address space of its own.
+    baseline: OnceLock<Result<Engine, String>>,
     /// Taken on first use of the artifact cache; `None` when it could not be.
     fingerprint: OnceLock<Option<EngineFingerprint>>,
+    /// The policies serving on a baseline build while a thread makes their optimised one,
+    /// by artifact key: a load of the same bytes meanwhile shares their builds.
+    optimizing: Mutex<HashMap<String, Weak<Builds>>>,
 }
 
 impl Drop for Inner {
@@ -75,6 +106,8 @@ impl Drop for Inner {
 struct Clock {
     state: Mutex<ClockState>,
     changed: Condvar,
+    /// The baseline engine, once built: its epoch advances with the main engine's.
+    baseline: OnceLock<EngineWeak>,
 }
 
 #[derive(Default)]
@@ -129,34 +162,32 @@ impl PolicyEngine {
     /// A message naming both failures when neither allocation strategy gives an engine
     /// (wasmtime refuses the configuration on this host).
     pub fn new(limits: Limits) -> Result<Self, String> {
-        Self::build(limits, &|_| {})
+        Self::with_compilers(limits, Compilers::Optimized)
+    }
+
+    /// [`PolicyEngine::new`] with the given compilers (the agent uses
+    /// [`Compilers::Tiered`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`PolicyEngine::new`].
+    pub fn with_compilers(limits: Limits, compilers: Compilers) -> Result<Self, String> {
+        Self::build(limits, compilers, &|_| {})
     }
 
     /// An engine whose compiler settings differ from the agent's by `adjust` (tests: an
     /// engine that refuses the precompiled defaults).
     #[cfg(test)]
     pub(crate) fn adjusted(limits: Limits, adjust: &dyn Fn(&mut Config)) -> Result<Self, String> {
-        Self::build(limits, adjust)
+        Self::build(limits, Compilers::Optimized, adjust)
     }
 
-    fn build(limits: Limits, adjust: &dyn Fn(&mut Config)) -> Result<Self, String> {
-        let config = |pooling| {
-            let mut c = config(limits, pooling);
-            adjust(&mut c);
-            c
-        };
-        let (engine, pooling) = match Engine::new(&config(true)) {
-            Ok(engine) => (engine, true),
-            Err(pooling_err) => {
-                let engine = Engine::new(&config(false)).map_err(|e| {
-                    format!(
-                        "cannot create the wasm engine: {e:#} (pooling allocator: {pooling_err:#})"
-                    )
-                })?;
-                tracing::warn!(error = %pooling_err, "pooling allocator unavailable; using on-demand allocation");
-                (engine, false)
-            }
-        };
+    fn build(
+        limits: Limits,
+        compilers: Compilers,
+        adjust: &dyn Fn(&mut Config),
+    ) -> Result<Self, String> {
+        let (engine, pooling) = new_engine(compiler_config, limits, adjust)?;
         let clock = Arc::new(Clock::default());
         spawn_epoch_ticker(engine.weak(), clock.clone());
         let inner = Arc::new(Inner {
@@ -164,9 +195,67 @@ impl PolicyEngine {
             limits,
             pooling,
             clock,
+            compilers,
+            baseline: OnceLock::new(),
             fingerprint: OnceLock::new(),
+            optimizing: Mutex::default(),
         });
         Ok(Self { inner })
+    }
+
+    /// Which compilers make this engine's policies' code.
+    pub fn compilers(&self) -> Compilers {
+        self.inner.compilers
+    }
+
+    /// The Winch engine of the baseline tier, built on first use with the same limits and
+    /// allocation strategy as [`PolicyEngine::engine`]; its epoch advances with the main
+    /// engine's clock.
+    ///
+    /// # Errors
+    ///
+    /// wasmtime's reason when it cannot build a Winch engine on this host (Winch supports
+    /// x86_64 and aarch64 only).
+    pub fn baseline(&self) -> Result<&Engine, String> {
+        let built = self.inner.baseline.get_or_init(|| {
+            let (engine, _) = new_engine(baseline_config, self.inner.limits, &|_| {})?;
+            // Set once, with the engine: the ticker advances it from its next tick.
+            let _ = self.inner.clock.baseline.set(engine.weak());
+            Ok(engine)
+        });
+        built.as_ref().map_err(Clone::clone)
+    }
+
+    /// The builds of a live policy whose optimised build is being made from the bytes
+    /// with artifact key `key`.
+    pub(crate) fn optimizing(&self, key: &str) -> Option<Arc<Builds>> {
+        let map = self.inner.optimizing.lock();
+        map.unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .and_then(Weak::upgrade)
+    }
+
+    /// Records that `builds`' optimised build (artifact key `key`) is being made.
+    pub(crate) fn start_optimizing(&self, key: &str, builds: Weak<Builds>) {
+        let mut map = self
+            .inner
+            .optimizing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.insert(key.to_string(), builds);
+    }
+
+    /// Forgets `key`'s entry once the optimised build of `builds` is made or has failed
+    /// (not a newer entry of the same key, made after `builds`' policy was dropped).
+    pub(crate) fn end_optimizing(&self, key: &str, builds: &Weak<Builds>) {
+        let mut map = self
+            .inner
+            .optimizing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.get(key).is_some_and(|b| Weak::ptr_eq(b, builds)) {
+            map.remove(key);
+        }
     }
 
     /// Starts (or keeps) the epoch clock for one call; it stops again when every guard is
@@ -223,8 +312,31 @@ impl PolicyEngine {
     }
 }
 
-fn config(limits: Limits, pooling: bool) -> Config {
-    let mut config = compiler_config();
+/// An engine with `settings` and `limits`: pooling allocation when the host can reserve it,
+/// else on-demand; whether it pools.
+fn new_engine(
+    settings: fn() -> Config,
+    limits: Limits,
+    adjust: &dyn Fn(&mut Config),
+) -> Result<(Engine, bool), String> {
+    let config = |pooling| {
+        let mut c = config(settings(), limits, pooling);
+        adjust(&mut c);
+        c
+    };
+    match Engine::new(&config(true)) {
+        Ok(engine) => Ok((engine, true)),
+        Err(pooling_err) => {
+            let engine = Engine::new(&config(false)).map_err(|e| {
+                format!("cannot create the wasm engine: {e:#} (pooling allocator: {pooling_err:#})")
+            })?;
+            tracing::warn!(error = %pooling_err, "pooling allocator unavailable; using on-demand allocation");
+            Ok((engine, false))
+        }
+    }
+}
+
+fn config(mut config: Config, limits: Limits, pooling: bool) -> Config {
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         // Sized for a few policies evaluated at once, not for a multi-tenant server.
@@ -257,6 +369,9 @@ fn spawn_epoch_ticker(engine: EngineWeak, clock: Arc<Clock>) {
                 };
                 engine.increment_epoch();
                 drop(engine);
+                if let Some(baseline) = clock.baseline.get().and_then(EngineWeak::upgrade) {
+                    baseline.increment_epoch();
+                }
                 thread::sleep(TICK);
             }
         })

@@ -33,9 +33,9 @@ pub use directory::{
     policy_files, policy_name, sha256_hex,
 };
 pub use embedded::{EMBEDDED, EmbeddedPolicy};
-pub use engine::{Limits, PolicyEngine};
+pub use engine::{Compilers, Limits, PolicyEngine};
 pub use error::{CallError, LoadError};
 pub use load::{PolicyKind, inspect};
-pub use policy::{Policy, PolicyOrigin};
+pub use policy::{Policy, PolicyOrigin, Tier};
 pub use stats::{PolicyStats, StatsSnapshot};
 pub use verdicts::Tags;

@@ -1,16 +1,24 @@
 //! A loaded policy: validated, compiled, pre-linked and with its configuration accepted.
+//!
+//! Its code comes in one of two tiers: the optimised build (Cranelift: compiled at load,
+//! from the artifact cache, or precompiled into the binary) or, with a
+//! [tiered](Compilers::Tiered) engine and no optimised build at hand, the baseline build
+//! (Winch, ~9x faster to compile) that serves at once while a background thread makes the
+//! optimised one, stores it in the cache and swaps it into this same policy. A policy
+//! replaced by a newer version before then is not touched: the swap lands in the
+//! `Arc<Policy>` it was started for, which no chain holds any more.
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
 
-use wasmtime::component::InstancePre;
+use wasmtime::component::{Component, InstancePre};
 
 use crate::cache::{ArtifactCache, CodeSource, load_precompiled};
 use crate::contract::{cleanup, host_api, matcher, tagger, wit};
 use crate::embedded::EmbeddedPolicy;
-use crate::engine::PolicyEngine;
+use crate::engine::{Compilers, PolicyEngine};
 use crate::error::{CallError, LoadError};
 use crate::evaluate::{StoreState, linker, with_instance, with_instance_and_facts};
 use crate::load::{PolicyKind, check_header, classify, reads_device_facts};
@@ -42,6 +50,79 @@ enum Entry {
     Cleanup(cleanup::GuestIndices),
 }
 
+impl Entry {
+    /// The entry points of `kind` in `pre`.
+    fn of(kind: PolicyKind, pre: &InstancePre<StoreState>) -> wasmtime::Result<Entry> {
+        Ok(match kind {
+            PolicyKind::Matcher => Entry::Matcher(matcher::GuestIndices::new(pre)?),
+            PolicyKind::Tagger => Entry::Tagger(tagger::GuestIndices::new(pre)?),
+            PolicyKind::Cleanup => Entry::Cleanup(cleanup::GuestIndices::new(pre)?),
+        })
+    }
+}
+
+/// Which compiler made the code a policy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// Winch's build: compiled fast, runs slower; the optimised build replaces it when ready.
+    Baseline,
+    /// Cranelift's build.
+    Optimized,
+}
+
+impl Tier {
+    /// `baseline` or `optimized`, as the API and the logs show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Baseline => "baseline",
+            Tier::Optimized => "optimized",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One build of a policy's code, pre-linked.
+struct Build {
+    pre: InstancePre<StoreState>,
+    entry: Entry,
+    tier: Tier,
+}
+
+impl Build {
+    /// `component` pre-linked against the host, with `kind`'s entry points.
+    fn of(component: &Component, kind: PolicyKind, tier: Tier) -> wasmtime::Result<Build> {
+        let pre = linker(component.engine())?.instantiate_pre(component)?;
+        let entry = Entry::of(kind, &pre)?;
+        Ok(Build { pre, entry, tier })
+    }
+}
+
+/// The build a policy serves with now, and what became of its optimised build when it
+/// started on the baseline one. Shared with the thread making the optimised build (weakly:
+/// a policy dropped meanwhile is not optimised), and with later loads of the same bytes
+/// while that build is made ([`PolicyEngine::optimizing`]).
+pub(crate) struct Builds {
+    current: RwLock<Arc<Build>>,
+    /// Load start to the optimised build serving.
+    optimized_after: OnceLock<Duration>,
+    /// Why the optimised build failed (the baseline one keeps serving).
+    optimize_error: OnceLock<String>,
+}
+
+impl Builds {
+    fn current(&self) -> Arc<Build> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// A policy ready to evaluate. Immutable once built; share it behind an `Arc` and replace
 /// it whole on reload, so evaluations in flight finish on the version they started with.
 pub struct Policy {
@@ -51,8 +132,7 @@ pub struct Policy {
     info: wit::PolicyInfo,
     config: String,
     engine: PolicyEngine,
-    pre: InstancePre<StoreState>,
-    entry: Entry,
+    builds: Arc<Builds>,
     /// Whether it imports `host.get-device-facts` (contract 0.1.1): only then are the facts
     /// handed to its calls.
     reads_facts: bool,
@@ -71,10 +151,11 @@ pub struct Policy {
 /// (an `Err` from it is the policy refusing), then the call itself. A macro because the
 /// generated guest types differ per kind. `$facts` answers `host.get-device-facts`.
 macro_rules! call {
-    ($policy:expr, $ix:expr, $facts:expr, |$g:ident, $store:ident| $call:expr) => {{
+    ($policy:expr, $build:expr, $ix:expr, $facts:expr, |$g:ident, $store:ident| $call:expr) => {{
         let p = $policy;
         let facts = $facts;
-        let r = with_instance_and_facts(&p.pre, &p.engine, &p.name, facts, |store, instance| {
+        let pre = &$build.pre;
+        let r = with_instance_and_facts(pre, &p.engine, &p.name, facts, |store, instance| {
             let $g = $ix.load(&mut *store, instance)?;
             if let Err(e) = $g.call_init(&mut *store, &p.config)? {
                 return Ok(Err(e));
@@ -89,7 +170,9 @@ macro_rules! call {
 impl Policy {
     /// Validates, compiles (or loads from `cache`), pre-links, and starts the policy once
     /// with `config` so that a configuration it refuses is refused now, not at the first
-    /// evaluation.
+    /// evaluation. With a [tiered](Compilers::Tiered) engine and no artifact in `cache`, it
+    /// compiles with Winch, and a background thread makes, caches and swaps in the Cranelift
+    /// build ([`Policy::tier`]).
     ///
     /// # Errors
     ///
@@ -126,44 +209,77 @@ impl Policy {
     ) -> Result<Policy, LoadError> {
         let started = Instant::now();
         check_header(name, bytes)?;
-        let wt = engine.engine();
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
             name: name.into(),
             reason: format!("{e:#}"),
         };
-        let precompiled = precompiled.and_then(|p| match load_precompiled(engine, p, cache) {
-            Ok(loaded) => Some(loaded),
-            Err(reason) => {
-                tracing::info!(policy = name, %reason, "compiling a default whose precompiled code this engine does not accept");
-                None
+        let mut shared: Option<Arc<Builds>> = None;
+        let code = match engine.compilers() {
+            Compilers::Baseline => {
+                let wt = engine.baseline().map_err(|reason| LoadError::Invalid {
+                    name: name.into(),
+                    reason,
+                })?;
+                Code {
+                    component: Component::new(wt, bytes).map_err(invalid)?,
+                    source: CodeSource::Compiled,
+                    artifact: None,
+                    tier: Tier::Baseline,
+                }
             }
-        });
-        let (component, code, artifact) = match (precompiled, cache) {
-            (Some((component, copy)), _) => (component, CodeSource::Precompiled, copy),
-            (None, Some(cache)) => {
-                let c = cache.load_or_compile(engine, bytes).map_err(invalid)?;
-                (c.component, c.source, c.key)
-            }
-            (None, None) => (
-                wasmtime::component::Component::new(wt, bytes).map_err(invalid)?,
-                CodeSource::Compiled,
-                None,
-            ),
+            Compilers::Optimized => optimized_code(engine, name, bytes, precompiled, cache)?,
+            Compilers::Tiered => match ready_code(engine, name, precompiled, bytes, cache) {
+                Some(code) => code,
+                None => {
+                    let key = cache.and_then(|_| ArtifactCache::key(engine, bytes));
+                    // The same bytes landing again (a rewritten file, a copy under another
+                    // name) while their optimised build is being made share that policy's
+                    // builds: nothing is compiled twice, and the one swap serves both.
+                    shared = key.as_deref().and_then(|k| engine.optimizing(k));
+                    match (
+                        &shared,
+                        baseline_code(engine, name, bytes, shared.is_some()),
+                    ) {
+                        (Some(builds), _) => {
+                            let current = builds.current();
+                            Code {
+                                component: current.pre.component().clone(),
+                                source: CodeSource::Compiled,
+                                artifact: key,
+                                tier: current.tier,
+                            }
+                        }
+                        (None, Some(component)) => Code {
+                            component,
+                            source: CodeSource::Compiled,
+                            artifact: key,
+                            tier: Tier::Baseline,
+                        },
+                        (None, None) => optimized_code(engine, name, bytes, None, cache)?,
+                    }
+                }
+            },
         };
-        let kind = classify(name, wt, &component)?;
-        let reads_facts = reads_device_facts(wt, &component);
+        let wt = code.component.engine();
+        let kind = classify(name, wt, &code.component)?;
+        let reads_facts = reads_device_facts(wt, &code.component);
         let shape = |e: wasmtime::Error| LoadError::WrongShape {
             name: name.into(),
             kind: kind.as_str(),
             reason: format!("{e:#}"),
         };
-        let pre = linker(wt)
-            .and_then(|l| l.instantiate_pre(&component))
-            .map_err(shape)?;
-        let entry = match kind {
-            PolicyKind::Matcher => Entry::Matcher(matcher::GuestIndices::new(&pre).map_err(shape)?),
-            PolicyKind::Tagger => Entry::Tagger(tagger::GuestIndices::new(&pre).map_err(shape)?),
-            PolicyKind::Cleanup => Entry::Cleanup(cleanup::GuestIndices::new(&pre).map_err(shape)?),
+        let optimize = shared.is_none()
+            && code.tier == Tier::Baseline
+            && engine.compilers() == Compilers::Tiered;
+        let builds = match shared {
+            Some(builds) => builds,
+            None => Arc::new(Builds {
+                current: RwLock::new(Arc::new(
+                    Build::of(&code.component, kind, code.tier).map_err(shape)?,
+                )),
+                optimized_after: OnceLock::new(),
+                optimize_error: OnceLock::new(),
+            }),
         };
         let mut policy = Policy {
             name: name.into(),
@@ -176,11 +292,10 @@ impl Policy {
             },
             config: config.to_string(),
             engine: engine.clone(),
-            pre,
-            entry,
+            builds,
             reads_facts,
-            code,
-            artifact,
+            code: code.source,
+            artifact: code.artifact,
             load_time: std::time::Duration::ZERO,
             last_verdicts: VerdictMemory::default(),
             stats: PolicyStats::default(),
@@ -196,6 +311,22 @@ impl Policy {
             },
         })?;
         policy.load_time = started.elapsed();
+        if optimize {
+            let builds = Arc::downgrade(&policy.builds);
+            if let Some(key) = &policy.artifact {
+                engine.start_optimizing(key, builds.clone());
+            }
+            spawn_optimize(Optimize {
+                engine: engine.clone(),
+                name: policy.name.clone(),
+                kind,
+                bytes: bytes.to_vec(),
+                cache: cache.cloned(),
+                key: policy.artifact.clone(),
+                builds,
+                started,
+            });
+        }
         Ok(policy)
     }
 
@@ -210,11 +341,12 @@ impl Policy {
                 Ok(g.call_init(&mut *$store, config)?.map(|()| info))
             }};
         }
+        let build = self.builds.current();
         let r = with_instance(
-            &self.pre,
+            &build.pre,
             &self.engine,
             &self.name,
-            |store, instance| match &self.entry {
+            |store, instance| match &build.entry {
                 Entry::Matcher(ix) => describe_and_init!(ix, store, instance),
                 Entry::Tagger(ix) => describe_and_init!(ix, store, instance),
                 Entry::Cleanup(ix) => describe_and_init!(ix, store, instance),
@@ -271,9 +403,28 @@ impl Policy {
         self.artifact.as_deref()
     }
 
-    /// How long loading took (compile or cache load, pre-link, first init).
+    /// How long loading took (compile or cache load, pre-link, first init): until it could
+    /// serve, with the baseline build when it started on that.
     pub fn load_time(&self) -> std::time::Duration {
         self.load_time
+    }
+
+    /// The tier of the code it runs now: [`Tier::Baseline`] from a load that found no
+    /// optimised build (tiered engine) until the optimised one is swapped in.
+    pub fn tier(&self) -> Tier {
+        self.builds.current().tier
+    }
+
+    /// From the start of its load until its optimised build replaced the baseline one;
+    /// `None` when it started optimised or the swap has not happened.
+    pub fn optimized_after(&self) -> Option<Duration> {
+        self.builds.optimized_after.get().copied()
+    }
+
+    /// Why its optimised build could not be made, when it failed after the baseline build
+    /// loaded (the baseline build keeps serving).
+    pub fn optimize_error(&self) -> Option<&str> {
+        self.builds.optimize_error.get().map(String::as_str)
     }
 
     /// Its calls and failures since it was loaded.
@@ -303,10 +454,11 @@ impl Policy {
         facts: Option<&Arc<host_api::DeviceFacts>>,
         targets: &[u32],
     ) -> Result<matcher::Verdicts, CallError> {
-        let Entry::Matcher(ix) = &self.entry else {
+        let build = self.builds.current();
+        let Entry::Matcher(ix) = &build.entry else {
             return Err(self.wrong_kind(PolicyKind::Matcher));
         };
-        call!(self, ix, self.facts_for(facts), |g, store| g
+        call!(self, build, ix, self.facts_for(facts), |g, store| g
             .call_evaluate(store, inventory, targets))
     }
 
@@ -318,10 +470,11 @@ impl Policy {
         tag_sets: &[Vec<wit::Tag>],
         candidates: &[u64],
     ) -> Result<tagger::Verdicts, CallError> {
-        let Entry::Tagger(ix) = &self.entry else {
+        let build = self.builds.current();
+        let Entry::Tagger(ix) = &build.entry else {
             return Err(self.wrong_kind(PolicyKind::Tagger));
         };
-        call!(self, ix, self.facts_for(facts), |g, store| g
+        call!(self, build, ix, self.facts_for(facts), |g, store| g
             .call_evaluate(store, inventory, tag_sets, candidates))
     }
 
@@ -331,10 +484,11 @@ impl Policy {
         tracked: &[wit::TrackedDevice],
         candidates: &[u32],
     ) -> Result<cleanup::Verdicts, CallError> {
-        let Entry::Cleanup(ix) = &self.entry else {
+        let build = self.builds.current();
+        let Entry::Cleanup(ix) = &build.entry else {
             return Err(self.wrong_kind(PolicyKind::Cleanup));
         };
-        call!(self, ix, None, |g, store| g
+        call!(self, build, ix, None, |g, store| g
             .call_evaluate(store, tracked, candidates))
     }
 
@@ -353,5 +507,187 @@ impl fmt::Debug for Policy {
             .field("kind", &self.kind)
             .field("origin", &self.origin)
             .finish_non_exhaustive()
+    }
+}
+
+/// A policy's compiled code, before pre-linking.
+struct Code {
+    component: Component,
+    source: CodeSource,
+    artifact: Option<String>,
+    tier: Tier,
+}
+
+/// The optimised build when it needs no compile: precompiled into the binary (and accepted
+/// by the engine) or in `cache`.
+fn ready_code(
+    engine: &PolicyEngine,
+    name: &str,
+    precompiled: Option<&EmbeddedPolicy>,
+    bytes: &[u8],
+    cache: Option<&ArtifactCache>,
+) -> Option<Code> {
+    if let Some(p) = precompiled {
+        match load_precompiled(engine, p, cache) {
+            Ok((component, artifact)) => {
+                return Some(Code {
+                    component,
+                    source: CodeSource::Precompiled,
+                    artifact,
+                    tier: Tier::Optimized,
+                });
+            }
+            Err(reason) => {
+                tracing::info!(policy = name, %reason, "compiling a default whose precompiled code this engine does not accept");
+            }
+        }
+    }
+    let c = cache?.load_cached(engine, bytes)?;
+    Some(Code {
+        component: c.component,
+        source: c.source,
+        artifact: c.key,
+        tier: Tier::Optimized,
+    })
+}
+
+/// The optimised build: [`ready_code`], else compiled by Cranelift (and stored in `cache`).
+fn optimized_code(
+    engine: &PolicyEngine,
+    name: &str,
+    bytes: &[u8],
+    precompiled: Option<&EmbeddedPolicy>,
+    cache: Option<&ArtifactCache>,
+) -> Result<Code, LoadError> {
+    if let Some(code) = ready_code(engine, name, precompiled, bytes, cache) {
+        return Ok(code);
+    }
+    let invalid = |e: wasmtime::Error| LoadError::Invalid {
+        name: name.into(),
+        reason: format!("{e:#}"),
+    };
+    let (component, artifact) = match cache {
+        Some(cache) => {
+            let c = cache.compile_and_store(engine, bytes).map_err(invalid)?;
+            (c.component, c.key)
+        }
+        None => (
+            Component::new(engine.engine(), bytes).map_err(invalid)?,
+            None,
+        ),
+    };
+    Ok(Code {
+        component,
+        source: CodeSource::Compiled,
+        artifact,
+        tier: Tier::Optimized,
+    })
+}
+
+/// The baseline build, or `None` (logged) when Winch cannot compile these bytes or has no
+/// engine on this host: then Cranelift compiles them at once, and its error, if any, is
+/// the one reported.
+fn baseline_code(
+    engine: &PolicyEngine,
+    name: &str,
+    bytes: &[u8],
+    shared: bool,
+) -> Option<Component> {
+    if shared {
+        return None;
+    }
+    let compiled = engine
+        .baseline()
+        .and_then(|wt| Component::new(wt, bytes).map_err(|e| format!("{e:#}")));
+    match compiled {
+        Ok(component) => Some(component),
+        Err(reason) => {
+            tracing::info!(policy = name, %reason, "no baseline build; compiling the optimised one now");
+            None
+        }
+    }
+}
+
+/// The optimised build of a policy serving on its baseline build, to make in the
+/// background.
+struct Optimize {
+    engine: PolicyEngine,
+    name: Arc<str>,
+    kind: PolicyKind,
+    bytes: Vec<u8>,
+    cache: Option<ArtifactCache>,
+    /// Its artifact key, under which later loads of the same bytes find `builds`.
+    key: Option<String>,
+    builds: Weak<Builds>,
+    started: Instant,
+}
+
+/// Starts a thread that compiles `job`'s policy with Cranelift, stores the artifact in the
+/// cache (as a load would) and swaps the build into the policy, unless the policy is gone by
+/// then (replaced by a newer version: nothing is swapped). A failure is logged and kept
+/// ([`Policy::optimize_error`]); the baseline build keeps serving.
+fn spawn_optimize(job: Optimize) {
+    let builds = job.builds.clone();
+    let name = job.name.clone();
+    let spawned = std::thread::Builder::new()
+        .name("pcitrack-optimize".into())
+        .spawn(move || optimize(job));
+    if let Err(e) = spawned {
+        fail_optimize(
+            &builds,
+            &name,
+            format!("cannot start the compile thread: {e}"),
+        );
+    }
+}
+
+fn optimize(job: Optimize) {
+    optimize_once(&job);
+    if let Some(key) = &job.key {
+        job.engine.end_optimizing(key, &job.builds);
+    }
+}
+
+fn optimize_once(job: &Optimize) {
+    if job.builds.strong_count() == 0 {
+        tracing::debug!(policy = %job.name, "replaced before its optimised build started");
+        return;
+    }
+    let compiled = Component::new(job.engine.engine(), &job.bytes);
+    let Some(builds) = job.builds.upgrade() else {
+        tracing::info!(policy = %job.name, "replaced before its optimised build was ready; not swapped");
+        return;
+    };
+    // Stored only now that a policy is known to still hold it: the build of a file replaced
+    // meanwhile is not written after the refresh that replaced it has evicted (it would stay
+    // in the cache, referenced by nothing, until the next refresh).
+    if let (Some(cache), Some(key), Ok(component)) = (&job.cache, &job.key, &compiled) {
+        cache.store_compiled(key, component);
+    }
+    let build = compiled
+        .and_then(|c| Build::of(&c, job.kind, Tier::Optimized))
+        .map_err(|e| format!("{e:#}"));
+    match build {
+        Ok(build) => {
+            *builds
+                .current
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Arc::new(build);
+            let after = job.started.elapsed();
+            let _ = builds.optimized_after.set(after);
+            tracing::info!(
+                policy = %job.name,
+                after_ms = after.as_secs_f64() * 1e3,
+                "optimised build swapped in"
+            );
+        }
+        Err(reason) => fail_optimize(&job.builds, &job.name, reason),
+    }
+}
+
+fn fail_optimize(builds: &Weak<Builds>, name: &str, reason: String) {
+    tracing::warn!(policy = name, error = %reason, "no optimised build; the baseline build keeps serving");
+    if let Some(builds) = builds.upgrade() {
+        let _ = builds.optimize_error.set(reason);
     }
 }

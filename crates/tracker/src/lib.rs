@@ -37,7 +37,7 @@ pub mod tracker;
 pub use cleanup::{CleanupPolicy, DefaultCleanup};
 pub use device_state::{Operation, TransitionError};
 pub use pools::{HostNumaCell, NumaContext, Pool, PoolError, PoolKey, PoolSet, Shortage};
-pub use record::{Profile, TrackedDevice};
+pub use record::{Profile, TagSets, TrackedDevice};
 pub use request::{
     Alias, AliasConfigError, AliasError, AliasTable, NumaPolicy, PciRequest, RequestError, Spec,
 };

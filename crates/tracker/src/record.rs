@@ -1,7 +1,8 @@
 //! The tracker's record of a device: what the host and the policies say about it (its
 //! [`Profile`]) and what the tracker has done with it (status, owner, bookkeeping).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use pcitrack_model::tag_value::{TagValue, bool_from_tag};
 use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
@@ -19,9 +20,10 @@ pub const ONE_TIME_USE: &str = "one_time_use";
 pub struct Profile {
     /// The discovered record.
     pub device: Device,
-    /// The tagger's tags (pool keys such as `physical_network`, `trusted`).
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    /// The tagger's tags (pool keys such as `physical_network`, `trusted`), shared by the
+    /// records that have the same ones ([`TagSets`]).
+    #[serde(default, with = "shared_tags")]
+    pub tags: Arc<BTreeMap<String, String>>,
     /// Whether the device is remote-managed (a pool key for PFs, VFs and vDPA devices).
     #[serde(default)]
     pub remote_managed: bool,
@@ -109,6 +111,55 @@ impl Profile {
             self.remote_managed,
             self.parent_ifname.as_deref(),
         )
+    }
+}
+
+/// One copy of each distinct tag set among the records read or written together (a load, a
+/// sync): on an SR-IOV host thousands of VFs carry the same few tags, and a map of its own per
+/// record cost ~0.5 KB each (a `BTreeMap` node), 2.2 MB of a 4112-device agent (issue 14).
+#[derive(Debug, Default)]
+pub struct TagSets(HashSet<Arc<BTreeMap<String, String>>>);
+
+impl TagSets {
+    /// The shared copy of `tags`, made on first sight.
+    pub fn share(&mut self, tags: &BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
+        if let Some(shared) = self.0.get(tags) {
+            return shared.clone();
+        }
+        let shared = Arc::new(tags.clone());
+        self.0.insert(shared.clone());
+        shared
+    }
+
+    /// [`TagSets::share`] for a map the caller owns (no copy made when it is new).
+    pub fn share_owned(&mut self, tags: BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
+        if let Some(shared) = self.0.get(&tags) {
+            return shared.clone();
+        }
+        let shared = Arc::new(tags);
+        self.0.insert(shared.clone());
+        shared
+    }
+}
+
+/// serde for a [`Profile`]'s shared tags: the plain map, as before they were shared.
+mod shared_tags {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        tags: &Arc<BTreeMap<String, String>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        tags.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<BTreeMap<String, String>>, D::Error> {
+        BTreeMap::deserialize(d).map(Arc::new)
     }
 }
 

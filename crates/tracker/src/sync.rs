@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::cleanup::CleanupPolicy;
 use crate::device_state::{Family, Member, derived_status};
-use crate::record::{Profile, TrackedDevice};
+use crate::record::{Profile, TagSets, TrackedDevice};
 use crate::state::Work;
 use crate::tracker::TrackerError;
 
@@ -72,16 +72,16 @@ fn parent_ifnames(assessed: &[Assessment]) -> HashMap<PciAddress, String> {
 
 fn same_profile(p: &Profile, a: &Assessment, parent_ifname: Option<&String>) -> bool {
     p.device == a.device
-        && p.tags == a.tags
+        && *p.tags == a.tags
         && p.remote_managed == a.remote_managed
         && p.decided_by == a.decided_by
         && p.parent_ifname.as_ref() == parent_ifname
 }
 
-fn profile_of(a: &Assessment, parent_ifname: Option<&String>) -> Profile {
+fn profile_of(a: &Assessment, parent_ifname: Option<&String>, tag_sets: &mut TagSets) -> Profile {
     Profile {
         device: a.device.clone(),
-        tags: a.tags.clone(),
+        tags: tag_sets.share(&a.tags),
         remote_managed: a.remote_managed,
         decided_by: a.decided_by.clone(),
         parent_ifname: parent_ifname.cloned(),
@@ -132,13 +132,14 @@ pub(crate) fn sync_in(
     }
     let base = work.base;
     let mut structure_changed = false;
+    let mut tag_sets = TagSets::default();
 
     // Reported devices: update, defer, or add.
     for (&addr, a) in &reported {
         let pif = ifnames.get(&addr);
         match base.devices.get(&addr) {
             None => {
-                let mut d = TrackedDevice::new(profile_of(a, pif));
+                let mut d = TrackedDevice::new(profile_of(a, pif, &mut tag_sets));
                 d.status = DeviceStatus::Available;
                 work.put(d);
                 report.added.push(addr);
@@ -165,10 +166,10 @@ pub(crate) fn sync_in(
                 d.missing_syncs = 0;
                 d.to_be_removed_when_freed = false;
                 if !pending_ok {
-                    d.pending = (in_use && !same).then(|| profile_of(a, pif));
+                    d.pending = (in_use && !same).then(|| profile_of(a, pif, &mut tag_sets));
                 }
                 if !in_use && !same {
-                    let new = profile_of(a, pif);
+                    let new = profile_of(a, pif, &mut tag_sets);
                     if new.device.dev_type != t.dev_type()
                         || new.device.parent_addr != t.parent_addr()
                     {

@@ -455,7 +455,8 @@ fn a_profile_reports_its_placement_names() {
         tags: tags(
             json!({"resource_class": "gpu", "traits": "fast,HW_GPU_API_VULKAN",
                            "live_migratable": "true", "one_time_use": "true"}),
-        ),
+        )
+        .into(),
         remote_managed: false,
         decided_by: "test".into(),
         parent_ifname: None,
@@ -477,7 +478,7 @@ fn a_profile_reports_its_placement_names() {
     );
     assert!(!profile.pool_key().contains_key("resource_class"));
     let plain = Profile {
-        tags: BTreeMap::new(),
+        tags: Default::default(),
         ..profile
     };
     assert_eq!(plain.resource_class(), "CUSTOM_PCI_10DE_1EB8");

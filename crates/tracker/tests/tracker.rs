@@ -771,3 +771,38 @@ fn a_full_device_record_round_trips_through_the_file() {
         ("label_8086_1572", "8086")
     );
 }
+
+/// Issue 14 (memory): the records of devices with the same tags share one copy of the tags,
+/// both as a sync writes them and as a later handle reads them back from the file; devices
+/// with other tags keep their own.
+#[test]
+fn devices_with_the_same_tags_share_one_copy_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pci.db");
+    let mut host = sriov_family(0, 0x81, 4, Some(0), "physnet0");
+    host.extend(sriov_family(0, 0x91, 2, Some(0), "physnet1"));
+    let mut first = Tracker::open(&path).unwrap();
+    first.sync(&host, &DefaultCleanup).unwrap();
+    let check = |devices: Vec<pcitrack_tracker::TrackedDevice>| {
+        assert_eq!(devices.len(), 8);
+        let of = |physnet: &str| {
+            devices
+                .iter()
+                .filter(|d| d.profile.tags["physical_network"] == physnet)
+                .map(|d| std::sync::Arc::clone(&d.profile.tags))
+                .collect::<Vec<_>>()
+        };
+        let (zero, one) = (of("physnet0"), of("physnet1"));
+        assert_eq!((zero.len(), one.len()), (5, 3));
+        assert!(zero.iter().all(|t| std::sync::Arc::ptr_eq(t, &zero[0])));
+        assert!(one.iter().all(|t| std::sync::Arc::ptr_eq(t, &one[0])));
+        assert!(!std::sync::Arc::ptr_eq(&zero[0], &one[0]));
+    };
+    check(first.devices(&DeviceFilter::default()).unwrap());
+    check(
+        Tracker::open(&path)
+            .unwrap()
+            .devices(&DeviceFilter::default())
+            .unwrap(),
+    );
+}

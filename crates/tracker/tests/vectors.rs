@@ -294,7 +294,7 @@ fn transitions_vectors() {
 fn tracked_from(v: &Value) -> TrackedDevice {
     let mut t = TrackedDevice::new(Profile {
         device: device_from(v),
-        tags: BTreeMap::new(),
+        tags: Default::default(),
         remote_managed: false,
         decided_by: "vector".into(),
         parent_ifname: None,

@@ -8,7 +8,7 @@ use clap::Args;
 use pcitrack_discovery::ScanReport;
 use pcitrack_model::DevType;
 
-use super::output::{Format, out, write_json};
+use super::output::{Format, out, write_json_rows};
 use super::pci_names::PciNames;
 use crate::config::Config;
 
@@ -31,7 +31,8 @@ pub fn discover(args: DiscoverArgs, config: &Config) -> anyhow::Result<ExitCode>
     let report = pcitrack_discovery::scan(&root);
     super::source::warn_skipped(&report);
     match args.format {
-        Format::Json => write_json(&report.devices)?,
+        // The same bytes as one list, serialised on the cores the scan used.
+        Format::Json => write_json_rows(report.devices.len(), |i| &report.devices[i])?,
         Format::Table => out!("{}", render_table(&report)),
     }
     // The process ends here: freeing a record per device one by one would only delay it.

@@ -12,9 +12,9 @@ use pcitrack_runtime::{
 };
 use serde::Serialize;
 
-use super::output::{Format, JsonList, out, outln, table, write_json};
+use super::output::{Format, out, outln, table, write_json_blocks};
 use crate::config::Config;
-use crate::ops::{VerdictRow, VerdictView, tags_in_map_order};
+use crate::ops::{VerdictRow, VerdictView, tags_in_map_order, write_pretty_rows};
 
 /// `pcitrack policy` subcommands.
 #[derive(Debug, Subcommand)]
@@ -228,16 +228,15 @@ fn eval(
             // written from its device and its chain verdict, borrowed, one at a time. No
             // `Assessment` is built (a copy of the device and a map of tags per device); the
             // tag sets, a handful shared by all the devices, are put in the map's order once.
+            // Rows are written in blocks on every core; in a block, a row's start is written
+            // from the device and its end copied from the first row with the same verdict.
             let verdicts = set.assess(&devices);
             let (sets, set_of) = sorted_tag_sets(&verdicts);
-            let rows = || {
-                devices
-                    .iter()
-                    .zip(&verdicts)
-                    .zip(&set_of)
-                    .map(|((d, v), &s)| VerdictView::of(d, v, &sets[s as usize]))
-            };
-            write_json(&JsonList(rows))?;
+            write_json_blocks(devices.len(), |rows, buf| {
+                let views = rows
+                    .map(|i| VerdictView::of(&devices[i], &verdicts[i], &sets[set_of[i] as usize]));
+                write_pretty_rows(views, buf)
+            })?;
             // The process ends here: handing the records back to the allocator one by one
             // would cost more than the output did.
             std::mem::forget(set_of);

@@ -1,6 +1,6 @@
 //! Where a command's devices come from: the sysfs tree, or a JSON file of device records.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -22,20 +22,19 @@ pub struct DeviceSource {
 /// The devices named by `source`, sorted by address. Devices sysfs could not read are
 /// skipped with a warning naming them; the others are returned.
 pub fn read_devices(source: &DeviceSource, config: &Config) -> anyhow::Result<Vec<Device>> {
-    let mut devices = match &source.devices {
+    let parts = match &source.devices {
         Some(file) => {
             // Read whole and parsed in place into typed records: ids and addresses are read
             // from the buffer, not copied out first. The UTF-8 is checked once over the
             // whole text (an ASCII fast path), not string by string as serde_json does on
-            // bytes.
-            let bytes =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            // bytes. A large file is read and parsed on every core (`parse_list`).
+            let bytes = read_file(file).with_context(|| format!("reading {}", file.display()))?;
             let not_devices = || format!("{} is not a JSON list of devices", file.display());
             // serde_json skips an unknown field's string unread, whatever its encoding: a
             // file that is not UTF-8 throughout is parsed as bytes, as it always was.
             match std::str::from_utf8(&bytes) {
-                Ok(text) => serde_json::from_str::<Vec<Device>>(text),
-                Err(_) => serde_json::from_slice::<Vec<Device>>(&bytes),
+                Ok(text) => parse_list(text, super::output::threads()),
+                Err(_) => serde_json::from_slice::<Vec<Device>>(&bytes).map(|d| vec![d]),
             }
             .with_context(not_devices)?
         }
@@ -44,11 +43,195 @@ pub fn read_devices(source: &DeviceSource, config: &Config) -> anyhow::Result<Ve
                 .sysfs_root
                 .clone()
                 .unwrap_or_else(|| config.sysfs_root());
-            scan(&root)?
+            vec![scan(&root)?]
         }
     };
+    Ok(join_by_address(parts))
+}
+
+/// Below this size a file is read and parsed on one thread: a thread costs more than it saves.
+const PARALLEL_MIN_BYTES: usize = 256 << 10;
+
+/// The whole of `file`. A large file is read in as many parts as there are threads, each
+/// part by its own thread into its place in one buffer: the kernel's copy into the buffer
+/// and the first touch of its pages are most of the read, and they divide.
+fn read_file(file: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let threads = super::output::threads();
+    let f = std::fs::File::open(file)?;
+    let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    if threads < 2 || len < PARALLEL_MIN_BYTES || !f.metadata()?.is_file() {
+        return std::fs::read(file);
+    }
+    let mut bytes = vec![0u8; len];
+    let part = len.div_ceil(threads);
+    let read = std::thread::scope(|s| {
+        let workers: Vec<_> = bytes
+            .chunks_mut(part)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let f = &f;
+                s.spawn(move || f.read_exact_at(chunk, (i * part) as u64))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().expect("a reading thread panicked"))
+    });
+    // A file that changed size while it was read (shorter: an early end; longer: a byte
+    // past the length) is read again whole, as `std::fs::read` sees it.
+    match read {
+        Ok(()) if f.read_at(&mut [0u8], len as u64)? == 0 => Ok(bytes),
+        Ok(()) => std::fs::read(file),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => std::fs::read(file),
+        Err(e) => Err(e),
+    }
+}
+
+/// `text` (a JSON list of device records) parsed as `serde_json::from_str::<Vec<Device>>`
+/// parses it, on up to `threads` threads: the records in order, in one or more parts.
+///
+/// The list is cut into parts at guessed element boundaries (a `},` then `{` near each
+/// `k/threads` of the text) and each part is parsed on its own thread, element by element.
+/// A guess could fall inside a string; it is proven when the part before it, parsed from a
+/// proven start, ends exactly there (the first part starts at the list's `[`). Anything
+/// short of that (a guess disproven, any syntax or record error) parses the whole text
+/// again on this thread with serde_json, so the result, and an error's text (its line and
+/// column), are exactly the sequential parse's.
+fn parse_list(text: &str, threads: usize) -> serde_json::Result<Vec<Vec<Device>>> {
+    let whole = || serde_json::from_str::<Vec<Device>>(text).map(|d| vec![d]);
+    if threads < 2 || text.len() < PARALLEL_MIN_BYTES {
+        return parse_part(text, 0, None).map_or_else(whole, |d| Ok(vec![d]));
+    }
+    let mut starts = vec![0];
+    for k in 1..threads {
+        let from = (text.len() * k / threads).max(*starts.last().expect("not empty"));
+        match element_start_after(text, from) {
+            Some(at) if at > *starts.last().expect("not empty") => starts.push(at),
+            _ => break,
+        }
+    }
+    if starts.len() < 2 {
+        return whole();
+    }
+    let parts: Vec<Option<Vec<Device>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = starts
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, &at)| {
+                let end = starts.get(i + 1).copied();
+                s.spawn(move || parse_part(text, at, end))
+            })
+            .collect();
+        let first = parse_part(text, 0, Some(starts[1]));
+        std::iter::once(first)
+            .chain(
+                workers
+                    .into_iter()
+                    .map(|w| w.join().expect("a parsing thread panicked")),
+            )
+            .collect()
+    });
+    match parts.into_iter().collect::<Option<Vec<_>>>() {
+        Some(parts) => Ok(parts),
+        None => whole(),
+    }
+}
+
+/// JSON's insignificant whitespace.
+fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while at < bytes.len() && matches!(bytes[at], b' ' | b'\t' | b'\n' | b'\r') {
+        at += 1;
+    }
+    at
+}
+
+/// The first `{` at or after `from` that follows `},` (whitespace between): where a list
+/// element would start, if that `},` is not inside a string.
+fn element_start_after(text: &str, from: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut at = from;
+    loop {
+        let close = at + bytes.get(at..)?.windows(2).position(|w| w == b"},")?;
+        let open = skip_whitespace(bytes, close + 2);
+        if bytes.get(open) == Some(&b'{') {
+            return Some(open);
+        }
+        at = close + 2;
+    }
+}
+
+/// The records of the list `text` from `start` (0: the list's beginning; else the first
+/// byte of an element) up to the element starting at `end`, or to the list's end and the
+/// end of the text when `end` is `None`. `None` when the text there is not that: a syntax
+/// or record error, or no element starting exactly at `end`.
+fn parse_part(text: &str, start: usize, end: Option<usize>) -> Option<Vec<Device>> {
+    let bytes = text.as_bytes();
+    let mut at = start;
+    if start == 0 {
+        at = skip_whitespace(bytes, at);
+        if bytes.get(at) != Some(&b'[') {
+            return None;
+        }
+        at = skip_whitespace(bytes, at + 1);
+    }
+    let mut devices = Vec::new();
+    loop {
+        match end {
+            Some(end) if at == end => return Some(devices),
+            Some(end) if at > end => return None,
+            _ => {}
+        }
+        // The layout `discover` writes, read directly; anything else by serde_json.
+        let (device, size) = match pcitrack_model::device_prefix(&text[at..]) {
+            Some(read) => read,
+            None => {
+                let mut element =
+                    serde_json::Deserializer::from_str(&text[at..]).into_iter::<Device>();
+                let device = element.next()?.ok()?;
+                (device, element.byte_offset())
+            }
+        };
+        if devices.is_empty() {
+            // Room for the part at the first record's size: no growing copies after.
+            let part = end.unwrap_or(text.len()) - at;
+            devices.reserve(part / size.max(1) + 1);
+        }
+        devices.push(device);
+        at = skip_whitespace(bytes, at + size);
+        match bytes.get(at) {
+            Some(b',') => at = skip_whitespace(bytes, at + 1),
+            Some(b']') if end.is_none() => {
+                return (skip_whitespace(bytes, at + 1) == bytes.len()).then_some(devices);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// An address as a number that sorts as the address does.
+fn address_key(a: PciAddress) -> u64 {
+    u64::from(a.domain) << 16
+        | u64::from(a.bus) << 8
+        | u64::from(a.slot) << 3
+        | u64::from(a.function)
+}
+
+/// The records of `parts` (a list in order, cut in parts) as one list sorted by address,
+/// stably: the parts appended to the first (grown once), then sorted in place. Memory
+/// first touched costs more here than copying (a page fault per 4 KiB), so no second
+/// list of the records is made.
+fn join_by_address(parts: Vec<Vec<Device>>) -> Vec<Device> {
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let mut parts = parts.into_iter();
+    let mut devices = parts.next().unwrap_or_default();
+    devices.reserve_exact(total - devices.len());
+    for mut part in parts {
+        devices.append(&mut part);
+    }
     sort_by_address(&mut devices);
-    Ok(devices)
+    devices
 }
 
 /// Sorts `devices` by address, stably, moving each record at most once: the order is found
@@ -59,15 +242,15 @@ fn sort_by_address(devices: &mut [Device]) {
     if devices.is_sorted_by_key(|d| d.address) {
         return;
     }
-    let mut keys: Vec<(PciAddress, u32)> = devices
+    // The positions make the keys distinct: unstable is stable here.
+    let mut keys: Vec<u128> = devices
         .iter()
         .enumerate()
-        .map(|(i, d)| (d.address, i as u32))
+        .map(|(i, d)| u128::from(address_key(d.address)) << 64 | i as u128)
         .collect();
-    // The positions make the keys distinct: unstable is stable here.
     keys.sort_unstable();
     // `from[k]`: where the record that goes to `k` is now.
-    let mut from: Vec<u32> = keys.into_iter().map(|(_, i)| i).collect();
+    let mut from: Vec<u32> = keys.into_iter().map(|k| k as u32).collect();
     for start in 0..from.len() {
         let mut at = start;
         // Each swap puts one record in its place; a cycle's last is in place by then.
@@ -137,17 +320,87 @@ mod tests {
             .collect()
     }
 
+    /// A list large enough to be cut: `n` records, compact or pretty.
+    fn list_text(n: u32, pretty: bool) -> String {
+        let devices = scrambled(n, 7);
+        if pretty {
+            serde_json::to_string_pretty(&devices).unwrap()
+        } else {
+            serde_json::to_string(&devices).unwrap()
+        }
+    }
+
+    #[test]
+    fn a_list_cut_into_parts_parses_as_the_whole_with_every_guess_proven() {
+        for pretty in [false, true] {
+            let text = list_text(4000, pretty);
+            assert!(text.len() > 2 * super::PARALLEL_MIN_BYTES);
+            let whole: Vec<Device> = serde_json::from_str(&text).unwrap();
+            for threads in [2, 3, 5] {
+                assert_eq!(super::parse_list(&text, threads).unwrap().concat(), whole);
+            }
+            // The parallel path itself, not its fallback: the parts end where the guesses are.
+            let mid = super::element_start_after(&text, text.len() / 2).unwrap();
+            let head = super::parse_part(&text, 0, Some(mid)).expect("the guess is proven");
+            let tail = super::parse_part(&text, mid, None).expect("the tail parses");
+            assert_eq!(head.len() + tail.len(), whole.len());
+            assert_eq!([head, tail].concat(), whole);
+        }
+    }
+
+    #[test]
+    fn a_guess_inside_a_string_is_disproven_and_the_whole_is_parsed() {
+        let mut values: Vec<serde_json::Value> =
+            serde_json::from_str(&list_text(3000, false)).unwrap();
+        for v in &mut values {
+            v["note"] = "x},{y".into();
+        }
+        let text = serde_json::to_string(&values).unwrap();
+        let note = text.len() / 2 + text[text.len() / 2..].find("x},{y").unwrap();
+        let mid = super::element_start_after(&text, note).unwrap();
+        assert!(text[mid..].starts_with("{y"), "the guess falls in a note");
+        assert_eq!(super::parse_part(&text, 0, Some(mid)), None);
+        let whole: Vec<Device> = serde_json::from_str(&text).unwrap();
+        assert_eq!(super::parse_list(&text, 2).unwrap().concat(), whole);
+    }
+
+    #[test]
+    fn an_error_anywhere_is_the_whole_parse_error() {
+        let text = list_text(4000, false);
+        let at = text.len() * 9 / 10;
+        // A product id (`scrambled` gives every device 154c) made "z54c".
+        let bad_at = at + text[at..].find("\"154c\"").unwrap();
+        let mut bad = text.clone();
+        bad.replace_range(bad_at + 1..bad_at + 2, "z");
+        for text in [bad, format!("{text} x"), text[..text.len() - 1].to_string()] {
+            let want = serde_json::from_str::<Vec<Device>>(&text)
+                .unwrap_err()
+                .to_string();
+            let got = super::parse_list(&text, 2).unwrap_err().to_string();
+            assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn sorting_by_address_gives_the_order_of_a_stable_sort() {
         for (n, seed) in [(0, 1), (1, 2), (2, 3), (7, 4), (100, 5), (5000, 6)] {
             let mut ours = scrambled(n, seed);
             let mut stable = ours.clone();
             stable.sort_by_key(|d| d.address);
-            super::sort_by_address(&mut ours);
+            ours = super::join_by_address(vec![ours]);
             assert_eq!(ours, stable, "{n} devices");
             // Already in order: left as it is.
-            super::sort_by_address(&mut ours);
+            ours = super::join_by_address(vec![ours]);
             assert_eq!(ours, stable, "{n} devices, sorted again");
+            // In parts (a file parsed on several threads), in order or not.
+            for parts in [stable.clone(), scrambled(n, seed)] {
+                let third = parts.len() / 3;
+                let mut rest = parts;
+                let tail = rest.split_off(2 * third);
+                let middle = rest.split_off(third);
+                let joined = super::join_by_address(vec![rest, middle, tail]);
+                assert_eq!(joined, stable, "{n} devices in 3 parts");
+            }
         }
     }
 }

@@ -7,6 +7,11 @@
 //! removes its policy, so the embedded default of its kind comes back. Each refresh compares
 //! the directory with what was loaded (by size, modification time and inode), so create,
 //! modify, rename and delete are handled alike, and a burst of events costs one look.
+//!
+//! The engine is [tiered](Compilers::Tiered): a file whose compiled artifact is not in the
+//! cache serves at once on Winch's baseline build, and its Cranelift build replaces it
+//! inside the same policy when ready (the listing shows each policy's `tier`); a newer
+//! version of the file loaded meanwhile is a new policy, which the late build never touches.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -15,8 +20,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use pcitrack_runtime::{
-    AllowedDigests, ArtifactCache, LoadError, Policy, PolicyEngine, PolicyKind, PolicySet,
-    StatsSnapshot, assemble, load_embedded, load_file, policy_files, policy_name,
+    AllowedDigests, ArtifactCache, Compilers, LoadError, Policy, PolicyEngine, PolicyKind,
+    PolicySet, StatsSnapshot, assemble, load_embedded, load_file, policy_files, policy_name,
 };
 use serde::Serialize;
 
@@ -105,8 +110,16 @@ pub struct PolicyStatus {
     /// Where its compiled code came from: `compiled` at load, the artifact `cache`, or
     /// `precompiled` into the binary (an embedded default the engine accepted).
     pub code: Option<&'static str>,
-    /// How long loading took, in milliseconds.
+    /// How long loading took, in milliseconds (until it served, on the baseline build when
+    /// it started on that).
     pub load_ms: Option<f64>,
+    /// The code it runs: `baseline` (Winch's build, serving until Cranelift's is ready) or
+    /// `optimized`.
+    pub tier: Option<&'static str>,
+    /// Load start to the optimised build replacing the baseline one, in milliseconds.
+    pub optimized_ms: Option<f64>,
+    /// Why its optimised build failed (it keeps serving on the baseline build).
+    pub optimize_error: Option<String>,
     /// Calls and failures since this version loaded.
     pub stats: Option<StatsSnapshot>,
     /// Why the newest version of its file was refused.
@@ -147,7 +160,7 @@ impl PolicyRegistry {
         let allowed = config
             .allowed_digests()
             .map_err(|e| format!("[policies] {e}"))?;
-        let engine = PolicyEngine::new(config.limits())
+        let engine = PolicyEngine::with_compilers(config.limits(), Compilers::Tiered)
             .map_err(|e| format!("starting the policy engine: {e}"))?;
         let cache_dir = config.cache_dir();
         let cache = std::fs::create_dir_all(&cache_dir)
@@ -230,6 +243,7 @@ impl PolicyRegistry {
                         policy = policy.name(),
                         kind = %policy.kind(),
                         code = %policy.code_source(),
+                        tier = %policy.tier(),
                         load_ms = policy.load_time().as_secs_f64() * 1e3,
                         "policy loaded"
                     );
@@ -338,6 +352,9 @@ impl PolicyRegistry {
                 from_cache: Some(p.from_cache()),
                 code: Some(p.code_source().as_str()),
                 load_ms: Some(p.load_time().as_secs_f64() * 1e3),
+                tier: Some(p.tier().as_str()),
+                optimized_ms: p.optimized_after().map(|d| d.as_secs_f64() * 1e3),
+                optimize_error: p.optimize_error().map(String::from),
                 stats: Some(p.stats()),
                 refused,
             }
@@ -356,6 +373,9 @@ impl PolicyRegistry {
                     from_cache: None,
                     code: None,
                     load_ms: None,
+                    tier: None,
+                    optimized_ms: None,
+                    optimize_error: None,
                     stats: None,
                     refused: e.refused.clone(),
                 },

@@ -75,7 +75,7 @@ impl Matcher for NovaMatcher {
             let refused = found.and_then(|spec| {
                 let child = matches!(d.kind, DeviceKind::VirtualFunction | DeviceKind::Vdpa);
                 self.whitelist
-                    .check_one_time_use(spec, child, &input.address.to_string())
+                    .check_one_time_use(spec, child, input.address)
                     .err()
             });
             if let Some(reason) = refused {

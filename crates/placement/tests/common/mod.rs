@@ -32,7 +32,8 @@ fn tracked(device: Device, tags: &[(&str, &str)]) -> TrackedDevice {
         tags: tags
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into(),
         remote_managed: false,
         decided_by: String::new(),
         parent_ifname: None,

@@ -1,0 +1,178 @@
+//! The two tiers of a policy's code (issue 14, hot reload): Winch's baseline build decides
+//! exactly what Cranelift's optimised build decides, and a tiered load serves on the
+//! baseline build, then swaps in the optimised one and leaves its artifact in the cache.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pcitrack_model::cleanup::CleanupCandidate;
+use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
+use pcitrack_runtime::{
+    ArtifactCache, CodeSource, Compilers, EMBEDDED, Limits, Policy, PolicyEngine, PolicyKind,
+    PolicyOrigin, PolicySet, Tier,
+};
+
+/// A configuration that makes the default matcher assign, tag and refuse: vendor/product
+/// and address patterns, a physnet tag, a `remote_managed` tag.
+const CONFIG: &str = r#"{"device_spec": [
+    "{\"vendor_id\": \"8086\", \"product_id\": \"154c\", \"physical_network\": \"physnet1\"}",
+    "{\"address\": \"0000:81:*.*\", \"trusted\": \"true\"}",
+    "{\"vendor_id\": \"15b3\", \"remote_managed\": \"true\"}",
+    "{\"address\": {\"domain\": \"0000\", \"bus\": \"3b\", \"slot\": \"0[0-3]\", \"function\": \"[0-7]\"}}"
+], "alias": []}"#;
+
+fn engine(compilers: Compilers) -> PolicyEngine {
+    PolicyEngine::with_compilers(Limits::default(), compilers).unwrap()
+}
+
+fn embedded(kind: PolicyKind) -> &'static pcitrack_runtime::EmbeddedPolicy {
+    EMBEDDED.iter().find(|e| e.kind == kind).unwrap()
+}
+
+fn load(engine: &PolicyEngine, kind: PolicyKind, cache: Option<&ArtifactCache>) -> Policy {
+    let e = embedded(kind);
+    Policy::load(
+        engine,
+        e.name,
+        e.bytes,
+        PolicyOrigin::Embedded,
+        CONFIG,
+        cache,
+    )
+    .unwrap()
+}
+
+/// 1024 devices across vendors, products, buses and types, sorted by address (as the
+/// chain requires).
+fn devices() -> Vec<Device> {
+    let vendors = [
+        (0x8086, 0x154c),
+        (0x8086, 0x1572),
+        (0x15b3, 0x101e),
+        (0x10de, 0x2236),
+    ];
+    let types = [DevType::Vf, DevType::Pf, DevType::Pci, DevType::Vdpa];
+    let mut devices = (0..1024u32)
+        .map(|i| {
+            let bus = [0x3b, 0x81, 0x5e, 0xaf][(i / 256) as usize];
+            let (vendor, product) = vendors[(i / 4 % 4) as usize];
+            Device::new(
+                PciAddress::new(0, bus, (i / 8 % 32) as u8, (i % 8) as u8).unwrap(),
+                vendor,
+                product,
+                types[(i / 16 % 4) as usize],
+            )
+        })
+        .collect::<Vec<_>>();
+    devices.sort_by_key(|d| d.address);
+    devices
+}
+
+fn candidates() -> Vec<CleanupCandidate> {
+    let statuses = [
+        DeviceStatus::Available,
+        DeviceStatus::Unavailable,
+        DeviceStatus::Unclaimable,
+        DeviceStatus::Allocated,
+        DeviceStatus::Claimed,
+    ];
+    (0..200u32)
+        .map(|i| CleanupCandidate {
+            address: PciAddress::new(0, 0x81, (i / 8 % 32) as u8, (i % 8) as u8).unwrap(),
+            vendor_id: 0x8086,
+            product_id: 0x154c,
+            dev_type: [DevType::Vf, DevType::Pf, DevType::Pci][(i % 3) as usize],
+            status: statuses[(i % 5) as usize],
+            owner: (i % 2 == 0).then(|| format!("vm-{i}")),
+            parent: None,
+            reported: i % 7 == 0,
+            missing_syncs: i % 4,
+        })
+        .collect()
+}
+
+#[test]
+fn the_baseline_build_decides_what_the_optimised_one_decides() {
+    let baseline = engine(Compilers::Baseline);
+    let optimized = engine(Compilers::Optimized);
+    let devices = devices();
+    let tracked = candidates();
+    let all: Vec<usize> = (0..tracked.len()).collect();
+    for kind in [PolicyKind::Matcher, PolicyKind::Cleanup] {
+        let b = load(&baseline, kind, None);
+        let o = load(&optimized, kind, None);
+        assert_eq!((b.tier(), o.tier()), (Tier::Baseline, Tier::Optimized));
+        assert_eq!(b.info(), o.info());
+        let (b, o) = (PolicySet::new([Arc::new(b)]), PolicySet::new([Arc::new(o)]));
+        match kind {
+            PolicyKind::Matcher => {
+                let verdicts = b.assess(&devices);
+                assert!(
+                    verdicts.iter().any(|v| v.assignable) && verdicts.iter().any(|v| !v.assignable),
+                    "the device set must exercise both answers"
+                );
+                assert_eq!(verdicts, o.assess(&devices));
+            }
+            _ => assert_eq!(b.cleanup(&tracked, &all), o.cleanup(&tracked, &all)),
+        }
+    }
+}
+
+/// Waits (up to 120 s) for `p`'s optimised build to be swapped in.
+fn wait_optimized(p: &Policy) {
+    let until = Instant::now() + Duration::from_secs(120);
+    while p.optimized_after().is_none() && p.optimize_error().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(p.optimize_error(), None);
+    assert!(p.optimized_after().is_some(), "no optimised build in 120 s");
+}
+
+#[test]
+fn a_tiered_load_serves_on_the_baseline_build_then_swaps_in_the_cached_optimised_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::new(dir.path());
+    let engine = engine(Compilers::Tiered);
+    let devices = devices();
+
+    let policy = Arc::new(load(&engine, PolicyKind::Matcher, Some(&cache)));
+    let set = PolicySet::new([policy.clone()]);
+    let first = set.assess(&devices);
+    wait_optimized(&policy);
+    // Only a policy that started on the baseline build is ever swapped.
+    assert_eq!(policy.tier(), Tier::Optimized);
+    assert_eq!(policy.code_source(), CodeSource::Compiled);
+    assert_eq!(set.assess(&devices), first, "the swap changed verdicts");
+    let artifact = policy.artifact().expect("a cache key from the start");
+    assert!(
+        cache.path(artifact).is_file(),
+        "the optimised build is not in the cache"
+    );
+
+    // The second load of the same bytes takes the optimised build from the cache.
+    let again = load(&engine, PolicyKind::Matcher, Some(&cache));
+    assert_eq!(
+        (again.tier(), again.code_source()),
+        (Tier::Optimized, CodeSource::Cache)
+    );
+    assert_eq!(again.optimized_after(), None);
+}
+
+#[test]
+fn a_tiered_engine_takes_the_precompiled_defaults_as_they_are() {
+    let engine = engine(Compilers::Tiered);
+    let e = embedded(PolicyKind::Matcher);
+    if e.precompiled.is_empty() {
+        return; // the build could not precompile (another target): nothing to show
+    }
+    let (loaded, errors) = pcitrack_runtime::load_embedded(&engine, &|_| CONFIG.into(), None, &[]);
+    assert!(errors.is_empty(), "{errors:?}");
+    for p in loaded {
+        assert_eq!(
+            (p.tier(), p.code_source()),
+            (Tier::Optimized, CodeSource::Precompiled),
+            "{}",
+            p.name()
+        );
+    }
+}
