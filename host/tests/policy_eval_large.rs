@@ -115,11 +115,7 @@ fn eval_json(
     config: &std::path::Path,
     file: &std::path::Path,
 ) -> std::process::Output {
-    common::command(&dir.join("state"))
-        .arg("--config")
-        .arg(config)
-        .args(["policy", "eval", "--format", "json", "--devices"])
-        .arg(file)
+    common::policy_eval_json(dir, config, file)
         .output()
         .unwrap()
 }

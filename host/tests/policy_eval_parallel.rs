@@ -51,12 +51,8 @@ fn setup(text: &[u8]) -> (tempfile::TempDir, PathBuf, PathBuf) {
 
 /// `policy eval --format json --devices FILE` on `threads` threads.
 fn eval(dir: &Path, config: &Path, file: &Path, threads: u32) -> Output {
-    common::command(&dir.join("state"))
+    common::policy_eval_json(dir, config, file)
         .env("PCITRACK_CLI_THREADS", threads.to_string())
-        .arg("--config")
-        .arg(config)
-        .args(["policy", "eval", "--format", "json", "--devices"])
-        .arg(file)
         .output()
         .unwrap()
 }

