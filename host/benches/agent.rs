@@ -91,6 +91,8 @@ fn serving(d: &Daemon, name: &str) -> Option<Value> {
 /// until its verdicts are in the API.
 struct Landing {
     serving: Duration,
+    /// The agent's own figure for the load (`load_ms`: compile, pre-link, first `init`).
+    load: Duration,
     first_tier: String,
     optimized: Duration,
     visible: Duration,
@@ -113,7 +115,9 @@ fn land(d: &Daemon, name: &str, bytes: &[u8]) -> Landing {
         d.log()
     );
     let serving_at = started.elapsed();
-    let first_tier = first.unwrap()["tier"].as_str().unwrap().to_string();
+    let first = first.unwrap();
+    let first_tier = first["tier"].as_str().unwrap().to_string();
+    let load = Duration::from_secs_f64(first["load_ms"].as_f64().unwrap() / 1e3);
     let mut visible = None;
     let mut optimized = None;
     assert!(
@@ -133,6 +137,7 @@ fn land(d: &Daemon, name: &str, bytes: &[u8]) -> Landing {
     assert!(d.wait_for(T, |d| !decided_by(d, name)));
     Landing {
         serving: serving_at,
+        load,
         first_tier,
         optimized: optimized.unwrap(),
         visible: visible.unwrap(),
@@ -246,6 +251,10 @@ fn reload_rows(d: &Daemon, name: &str, policy: &[u8], config: &str) {
     println!(
         "{name} ({kb} KB) reload, cold: lands -> in the chain (baseline) median {serving_m:>9.2?}  ({:.2}x the Cranelift load; {baseline_first}/{ROUNDS} served baseline first)",
         serving_m.as_secs_f64() / cranelift.as_secs_f64()
+    );
+    println!(
+        "{name} ({kb} KB)   of which the agent's load (load_ms)         median {:>9.2?}",
+        m(|l| l.load)
     );
     println!(
         "{name} ({kb} KB) reload, cold: lands -> optimized swapped in    median {:>9.2?}",

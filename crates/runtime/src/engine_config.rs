@@ -32,6 +32,13 @@ pub fn compiler_config() -> Config {
 pub fn baseline_config() -> Config {
     let mut config = compiler_config();
     config.strategy(Strategy::Winch);
+    // Winch compiles the functions; Cranelift still compiles the trampolines (one per
+    // function that escapes, through a table or an export: hundreds in a Rust policy) and
+    // the component's adapters. Unoptimised, they cost the baseline build less time.
+    config.cranelift_opt_level(OptLevel::None);
+    // No wasm-offset address map for this short-lived build: a trap's message still names
+    // the trap, only the backtrace loses its wasm offsets until the optimised build is in.
+    config.generate_address_map(false);
     config
 }
 
