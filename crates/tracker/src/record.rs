@@ -123,12 +123,10 @@ pub struct TagSets(HashSet<Arc<BTreeMap<String, String>>>);
 impl TagSets {
     /// The shared copy of `tags`, made on first sight.
     pub fn share(&mut self, tags: &BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
-        if let Some(shared) = self.0.get(tags) {
-            return shared.clone();
+        match self.0.get(tags) {
+            Some(shared) => shared.clone(),
+            None => self.share_owned(tags.clone()),
         }
-        let shared = Arc::new(tags.clone());
-        self.0.insert(shared.clone());
-        shared
     }
 
     /// [`TagSets::share`] for a map the caller owns (no copy made when it is new).

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use pcitrack_model::{Device, PciAddress};
+use pcitrack_model::{Device, packed};
 
 use crate::config::Config;
 
@@ -59,8 +59,9 @@ fn read_file(file: &Path) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let threads = super::output::threads();
     let f = std::fs::File::open(file)?;
-    let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
-    if threads < 2 || len < PARALLEL_MIN_BYTES || !f.metadata()?.is_file() {
+    let meta = f.metadata()?;
+    let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+    if threads < 2 || len < PARALLEL_MIN_BYTES || !meta.is_file() {
         return std::fs::read(file);
     }
     let mut bytes = vec![0u8; len];
@@ -210,14 +211,6 @@ fn parse_part(text: &str, start: usize, end: Option<usize>) -> Option<Vec<Device
     }
 }
 
-/// An address as a number that sorts as the address does.
-fn address_key(a: PciAddress) -> u64 {
-    u64::from(a.domain) << 16
-        | u64::from(a.bus) << 8
-        | u64::from(a.slot) << 3
-        | u64::from(a.function)
-}
-
 /// The records of `parts` (a list in order, cut in parts) as one list sorted by address,
 /// stably: the parts appended to the first (grown once), then sorted in place. Memory
 /// first touched costs more here than copying (a page fault per 4 KiB), so no second
@@ -246,7 +239,7 @@ fn sort_by_address(devices: &mut [Device]) {
     let mut keys: Vec<u128> = devices
         .iter()
         .enumerate()
-        .map(|(i, d)| u128::from(address_key(d.address)) << 64 | i as u128)
+        .map(|(i, d)| u128::from(packed::address_key(d.address)) << 64 | i as u128)
         .collect();
     keys.sort_unstable();
     // `from[k]`: where the record that goes to `k` is now.
