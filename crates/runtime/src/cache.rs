@@ -252,17 +252,20 @@ impl ArtifactCache {
         engine: &PolicyEngine,
         wasm: &[u8],
     ) -> wasmtime::Result<Compiled> {
-        match self.load_cached(engine, wasm) {
+        let key = Self::key(engine, wasm);
+        match key.clone().and_then(|k| self.load_key(engine, k)) {
             Some(compiled) => Ok(compiled),
-            None => self.compile_and_store(engine, wasm),
+            None => self.compile_and_store(engine, wasm, key),
         }
     }
 
-    /// The component for `wasm` from the cache, when its artifact is there and wasmtime
-    /// accepts it; `None` otherwise (a damaged or refused artifact is logged).
-    pub(crate) fn load_cached(&self, engine: &PolicyEngine, wasm: &[u8]) -> Option<Compiled> {
+    /// The component for the bytes whose [key](ArtifactCache::key) is `key`, from the cache,
+    /// when its artifact is there and wasmtime accepts it; `None` otherwise (a damaged or
+    /// refused artifact is logged). The caller takes the key once and passes it on to
+    /// [`ArtifactCache::compile_and_store`] on a miss (hashing the 640 KB matcher costs
+    /// ~0.5 ms).
+    pub(crate) fn load_key(&self, engine: &PolicyEngine, key: String) -> Option<Compiled> {
         let wt = engine.engine();
-        let key = Self::key(engine, wasm)?;
         let path = self.path(&key);
         if let Ok(file) = std::fs::read(&path) {
             match verified_body(&file) {
@@ -295,40 +298,48 @@ impl ArtifactCache {
         None
     }
 
-    /// `wasm` compiled by Cranelift, its artifact stored (replacing one that was refused);
-    /// a cache that cannot be written is logged, not returned.
-    ///
-    /// # Errors
-    ///
-    /// wasmtime's error when the component does not compile (or cannot be serialized).
     /// Writes `component` under `key` ([`ArtifactCache::key`] of its bytes; temp file and
-    /// rename). A failure is logged, not returned: the policy runs all the same and is
-    /// compiled again next time.
-    pub(crate) fn store_compiled(&self, key: &str, component: &Component) {
-        let stored = component
-            .serialize()
-            .map_err(|e| format!("{e:#}"))
-            .and_then(|bytes| self.store(&self.path(key), bytes));
+    /// rename), from `artifact` when the compile already serialized it
+    /// ([`PolicyEngine::compile`]). A failure is logged, not returned: the policy runs all the
+    /// same and is compiled again next time.
+    pub(crate) fn store_compiled(
+        &self,
+        key: &str,
+        component: &Component,
+        artifact: Option<Vec<u8>>,
+    ) {
+        let stored = match artifact {
+            Some(bytes) => Ok(bytes),
+            None => component.serialize().map_err(|e| format!("{e:#}")),
+        }
+        .and_then(|bytes| self.store(&self.path(key), bytes));
         if let Err(e) = stored {
             tracing::warn!(dir = %self.dir.display(), error = %e, "cannot cache a compiled policy");
         }
     }
 
+    /// `wasm` compiled by Cranelift, its artifact stored (replacing one that was refused);
+    /// a cache that cannot be written is logged, not returned. `key` is the bytes' key when
+    /// the caller took it already.
+    ///
+    /// # Errors
+    ///
+    /// wasmtime's error when the component does not compile (or cannot be serialized).
     pub(crate) fn compile_and_store(
         &self,
         engine: &PolicyEngine,
         wasm: &[u8],
+        key: Option<String>,
     ) -> wasmtime::Result<Compiled> {
-        let wt = engine.engine();
-        let Some(key) = Self::key(engine, wasm) else {
+        let Some(key) = key.or_else(|| Self::key(engine, wasm)) else {
             return Ok(Compiled {
-                component: Component::new(wt, wasm)?,
+                component: engine.compile(wasm)?.0,
                 source: CodeSource::Compiled,
                 key: None,
             });
         };
-        let component = Component::new(wt, wasm)?;
-        self.store_compiled(&key, &component);
+        let (component, artifact) = engine.compile(wasm)?;
+        self.store_compiled(&key, &component, artifact);
         Ok(Compiled {
             component,
             source: CodeSource::Compiled,

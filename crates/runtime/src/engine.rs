@@ -9,12 +9,23 @@
 //! A [tiered](Compilers::Tiered) engine has a second wasmtime engine, built on first use, that
 //! compiles with Winch (the baseline tier, `engine_config::baseline_config`) under the same
 //! limits and pooling; the one clock advances the epochs of both.
+//!
+//! A tiered engine (the agent's) runs its optimised builds in an engine without a compiler
+//! (`Config::enable_compiler(false)`): a restart only maps or deserializes precompiled and
+//! cached code, and building Cranelift's ISA and settings touched ~1 MB of the binary's code
+//! pages that then stayed resident. The Cranelift engine that compiles (same settings, no
+//! pooling: it never instantiates) is built on the first compile or fingerprint, and its
+//! code moves to the running engine as an artifact ([`PolicyEngine::compile`]). wasmtime's
+//! compatibility check of an artifact does not depend on the loading engine having a
+//! compiler (target, host CPU features, tunables, wasm features), so a mismatching artifact
+//! is still refused and compiled again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
 use std::thread;
 use std::time::Duration;
 
+use wasmtime::component::Component;
 use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::cache::EngineFingerprint;
@@ -80,7 +91,13 @@ pub struct PolicyEngine {
 }
 
 struct Inner {
+    /// Runs the optimised builds; without a compiler for a tiered engine.
     engine: Engine,
+    /// The Cranelift engine that compiles for `engine` when `engine` has no compiler, built
+    /// on first use.
+    compiler: OnceLock<Result<Engine, String>>,
+    /// Whether `engine` was built without a compiler.
+    run_only: bool,
     limits: Limits,
     pooling: bool,
     clock: Arc<Clock>,
@@ -187,11 +204,19 @@ impl PolicyEngine {
         compilers: Compilers,
         adjust: &dyn Fn(&mut Config),
     ) -> Result<Self, String> {
-        let (engine, pooling) = new_engine(compiler_config, limits, adjust)?;
+        let run_only = compilers == Compilers::Tiered;
+        let (engine, pooling) = new_engine(compiler_config, limits, &|c| {
+            adjust(c);
+            if run_only {
+                c.enable_compiler(false);
+            }
+        })?;
         let clock = Arc::new(Clock::default());
         spawn_epoch_ticker(engine.weak(), clock.clone());
         let inner = Arc::new(Inner {
             engine,
+            compiler: OnceLock::new(),
+            run_only,
             limits,
             pooling,
             clock,
@@ -224,6 +249,53 @@ impl PolicyEngine {
             Ok(engine)
         });
         built.as_ref().map_err(Clone::clone)
+    }
+
+    /// The engine that compiles optimised builds for [`PolicyEngine::engine`]: that engine
+    /// itself, or for a tiered engine, whose running engine has no compiler, a Cranelift
+    /// engine with the same settings built on first use (without the pooling allocator: it
+    /// never instantiates).
+    ///
+    /// # Errors
+    ///
+    /// wasmtime's reason when the compiling engine cannot be built.
+    pub fn compiler(&self) -> Result<&Engine, String> {
+        if !self.inner.run_only {
+            return Ok(&self.inner.engine);
+        }
+        let built = self.inner.compiler.get_or_init(|| {
+            Engine::new(&config(compiler_config(), self.inner.limits, false))
+                .map_err(|e| format!("cannot create the wasm compiler: {e:#}"))
+        });
+        built.as_ref().map_err(Clone::clone)
+    }
+
+    /// Whether this engine's Cranelift compiler exists yet: always for an engine that is not
+    /// tiered; for a tiered one, once something was compiled by Cranelift or the artifact
+    /// cache's key was needed (tests show that loading precompiled code builds none).
+    pub fn compiler_built(&self) -> bool {
+        !self.inner.run_only || self.inner.compiler.get().is_some()
+    }
+
+    /// `wasm` compiled by Cranelift into a component of [`PolicyEngine::engine`], and, when
+    /// it was compiled by a separate engine ([`PolicyEngine::compiler`]), the artifact it
+    /// moved through (what the artifact cache stores, so it is not serialized twice).
+    ///
+    /// # Errors
+    ///
+    /// wasmtime's error when the bytes do not compile, or the compiling engine cannot be
+    /// built.
+    pub fn compile(&self, wasm: &[u8]) -> wasmtime::Result<(Component, Option<Vec<u8>>)> {
+        let compiler = self.compiler().map_err(wasmtime::Error::msg)?;
+        if !self.inner.run_only {
+            return Ok((Component::new(compiler, wasm)?, None));
+        }
+        let artifact = Component::new(compiler, wasm)?.serialize()?;
+        // SAFETY: wasmtime requires deserialized artifacts to come from a trusted source. These
+        // bytes were serialized just now, in this process, by wasmtime from a component it
+        // compiled with this engine's settings, and are not shared with anything else.
+        let component = unsafe { Component::deserialize(&self.inner.engine, &artifact) }?;
+        Ok((component, Some(artifact)))
     }
 
     /// The builds of a live policy whose optimised build is being made from the bytes
@@ -280,7 +352,8 @@ impl PolicyEngine {
         state.ticks
     }
 
-    /// The wasmtime engine.
+    /// The wasmtime engine optimised builds run in (precompiled, cached or compiled). A
+    /// tiered engine's has no compiler: compile with [`PolicyEngine::compile`].
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
@@ -291,13 +364,15 @@ impl PolicyEngine {
     }
 
     /// What decides which compiled artifacts this engine accepts (see [`EngineFingerprint`]),
-    /// taken once, on first use; `None` (logged) when it cannot be taken, and then the
-    /// artifact cache is not used.
+    /// taken once, on first use, from its [compiler](PolicyEngine::compiler); `None` (logged)
+    /// when it cannot be taken, and then the artifact cache is not used.
     pub fn fingerprint(&self) -> Option<EngineFingerprint> {
         *self
             .inner
             .fingerprint
-            .get_or_init(|| match EngineFingerprint::of(&self.inner.engine) {
+            .get_or_init(|| match self.compiler().and_then(|c| {
+                EngineFingerprint::of(c).map_err(|e| format!("{e:#}"))
+            }) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot fingerprint the wasm engine; compiled policies are not cached");

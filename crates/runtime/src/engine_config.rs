@@ -9,7 +9,7 @@
 //! host), the tunables and the wasm features. Only the settings below touch those; the pooling
 //! allocator and the limits do not.
 
-use wasmtime::{Config, OptLevel, Strategy};
+use wasmtime::{Config, OptLevel, RegallocAlgorithm, Strategy};
 
 /// The settings every compile of a policy uses.
 pub fn compiler_config() -> Config {
@@ -36,6 +36,10 @@ pub fn baseline_config() -> Config {
     // function that escapes, through a table or an export: hundreds in a Rust policy) and
     // the component's adapters. Unoptimised, they cost the baseline build less time.
     config.cranelift_opt_level(OptLevel::None);
+    // Nor do they need the backtracking register allocator: its allocation was ~8% of the
+    // 640 KB matcher's baseline compile; the single-pass one cut the compile's CPU time by
+    // ~9% (150 -> 136 ms a compile, same machine, alternating).
+    config.cranelift_regalloc_algorithm(RegallocAlgorithm::SinglePass);
     // No wasm-offset address map for this short-lived build: a trap's message still names
     // the trap, only the backtrace loses its wasm offsets until the optimised build is in.
     config.generate_address_map(false);

@@ -214,6 +214,7 @@ impl Policy {
             reason: format!("{e:#}"),
         };
         let mut shared: Option<Arc<Builds>> = None;
+        let key = LazyKey::new(engine, bytes, cache);
         let code = match engine.compilers() {
             Compilers::Baseline => {
                 let wt = engine.baseline().map_err(|reason| LoadError::Invalid {
@@ -227,15 +228,15 @@ impl Policy {
                     tier: Tier::Baseline,
                 }
             }
-            Compilers::Optimized => optimized_code(engine, name, bytes, precompiled, cache)?,
-            Compilers::Tiered => match ready_code(engine, name, precompiled, bytes, cache) {
+            Compilers::Optimized => optimized_code(engine, name, bytes, precompiled, &key)?,
+            Compilers::Tiered => match ready_code(engine, name, precompiled, &key) {
                 Some(code) => code,
                 None => {
-                    let key = cache.and_then(|_| ArtifactCache::key(engine, bytes));
+                    let key_now = key.get();
                     // The same bytes landing again (a rewritten file, a copy under another
                     // name) while their optimised build is being made share that policy's
                     // builds: nothing is compiled twice, and the one swap serves both.
-                    shared = key.as_deref().and_then(|k| engine.optimizing(k));
+                    shared = key_now.as_deref().and_then(|k| engine.optimizing(k));
                     match (
                         &shared,
                         baseline_code(engine, name, bytes, shared.is_some()),
@@ -245,17 +246,17 @@ impl Policy {
                             Code {
                                 component: current.pre.component().clone(),
                                 source: CodeSource::Compiled,
-                                artifact: key,
+                                artifact: key_now,
                                 tier: current.tier,
                             }
                         }
                         (None, Some(component)) => Code {
                             component,
                             source: CodeSource::Compiled,
-                            artifact: key,
+                            artifact: key_now,
                             tier: Tier::Baseline,
                         },
-                        (None, None) => optimized_code(engine, name, bytes, None, cache)?,
+                        (None, None) => optimized_code(engine, name, bytes, None, &key)?,
                     }
                 }
             },
@@ -416,7 +417,8 @@ impl Policy {
     }
 
     /// From the start of its load until its optimised build replaced the baseline one;
-    /// `None` when it started optimised or the swap has not happened.
+    /// `None` when it started optimised or the swap has not happened (it is set just before
+    /// the swap, so a policy seen on its optimised tier always has it).
     pub fn optimized_after(&self) -> Option<Duration> {
         self.builds.optimized_after.get().copied()
     }
@@ -518,15 +520,46 @@ struct Code {
     tier: Tier,
 }
 
+/// A policy's artifact key in the cache it loads through, taken on first use and once: not
+/// at all for a precompiled default the engine accepts (the key needs the engine's
+/// fingerprint, which needs a compiler, see [`PolicyEngine::compiler`]).
+struct LazyKey<'a> {
+    engine: &'a PolicyEngine,
+    bytes: &'a [u8],
+    cache: Option<&'a ArtifactCache>,
+    key: std::cell::OnceCell<Option<String>>,
+}
+
+impl<'a> LazyKey<'a> {
+    fn new(engine: &'a PolicyEngine, bytes: &'a [u8], cache: Option<&'a ArtifactCache>) -> Self {
+        Self {
+            engine,
+            bytes,
+            cache,
+            key: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The key; `None` without a cache or when the engine has no fingerprint.
+    fn get(&self) -> Option<String> {
+        self.key
+            .get_or_init(|| {
+                self.cache
+                    .and_then(|_| ArtifactCache::key(self.engine, self.bytes))
+            })
+            .clone()
+    }
+}
+
 /// The optimised build when it needs no compile: precompiled into the binary (and accepted
-/// by the engine) or in `cache`.
+/// by the engine) or in the cache.
 fn ready_code(
     engine: &PolicyEngine,
     name: &str,
     precompiled: Option<&EmbeddedPolicy>,
-    bytes: &[u8],
-    cache: Option<&ArtifactCache>,
+    key: &LazyKey<'_>,
 ) -> Option<Code> {
+    let cache = key.cache;
     if let Some(p) = precompiled {
         match load_precompiled(engine, p, cache) {
             Ok((component, artifact)) => {
@@ -542,7 +575,7 @@ fn ready_code(
             }
         }
     }
-    let c = cache?.load_cached(engine, bytes)?;
+    let c = cache?.load_key(engine, key.get()?)?;
     Some(Code {
         component: c.component,
         source: c.source,
@@ -551,30 +584,31 @@ fn ready_code(
     })
 }
 
-/// The optimised build: [`ready_code`], else compiled by Cranelift (and stored in `cache`).
+/// The optimised build: [`ready_code`], else compiled by Cranelift (and stored in the
+/// cache).
 fn optimized_code(
     engine: &PolicyEngine,
     name: &str,
     bytes: &[u8],
     precompiled: Option<&EmbeddedPolicy>,
-    cache: Option<&ArtifactCache>,
+    key: &LazyKey<'_>,
 ) -> Result<Code, LoadError> {
-    if let Some(code) = ready_code(engine, name, precompiled, bytes, cache) {
+    if let Some(code) = ready_code(engine, name, precompiled, key) {
         return Ok(code);
     }
+    let cache = key.cache;
     let invalid = |e: wasmtime::Error| LoadError::Invalid {
         name: name.into(),
         reason: format!("{e:#}"),
     };
     let (component, artifact) = match cache {
         Some(cache) => {
-            let c = cache.compile_and_store(engine, bytes).map_err(invalid)?;
+            let c = cache
+                .compile_and_store(engine, bytes, key.get())
+                .map_err(invalid)?;
             (c.component, c.key)
         }
-        None => (
-            Component::new(engine.engine(), bytes).map_err(invalid)?,
-            None,
-        ),
+        None => (engine.compile(bytes).map_err(invalid)?.0, None),
     };
     Ok(Code {
         component,
@@ -653,7 +687,7 @@ fn optimize_once(job: &Optimize) {
         tracing::debug!(policy = %job.name, "replaced before its optimised build started");
         return;
     }
-    let compiled = Component::new(job.engine.engine(), &job.bytes);
+    let compiled = job.engine.compile(&job.bytes);
     let Some(builds) = job.builds.upgrade() else {
         tracing::info!(policy = %job.name, "replaced before its optimised build was ready; not swapped");
         return;
@@ -661,20 +695,26 @@ fn optimize_once(job: &Optimize) {
     // Stored only now that a policy is known to still hold it: the build of a file replaced
     // meanwhile is not written after the refresh that replaced it has evicted (it would stay
     // in the cache, referenced by nothing, until the next refresh).
-    if let (Some(cache), Some(key), Ok(component)) = (&job.cache, &job.key, &compiled) {
-        cache.store_compiled(key, component);
-    }
+    let compiled = compiled.map(|(component, artifact)| {
+        if let (Some(cache), Some(key)) = (&job.cache, &job.key) {
+            cache.store_compiled(key, &component, artifact);
+        }
+        component
+    });
     let build = compiled
         .and_then(|c| Build::of(&c, job.kind, Tier::Optimized))
         .map_err(|e| format!("{e:#}"));
     match build {
         Ok(build) => {
+            // Recorded before the swap: whoever sees the optimised tier also sees when it
+            // came (set after it, a listing read in between showed `optimized` without its
+            // time: a flaky `reload_tiers` on a loaded machine).
+            let after = job.started.elapsed();
+            let _ = builds.optimized_after.set(after);
             *builds
                 .current
                 .write()
                 .unwrap_or_else(PoisonError::into_inner) = Arc::new(build);
-            let after = job.started.elapsed();
-            let _ = builds.optimized_after.set(after);
             tracing::info!(
                 policy = %job.name,
                 after_ms = after.as_secs_f64() * 1e3,

@@ -176,3 +176,57 @@ fn a_tiered_engine_takes_the_precompiled_defaults_as_they_are() {
         );
     }
 }
+
+#[test]
+fn a_tiered_engine_runs_the_precompiled_defaults_without_a_compiler_and_compiles_when_needed() {
+    // The agent's engine: its optimised builds run in an engine without a compiler, and the
+    // Cranelift one is built only when something must be compiled (issue 14, idle memory).
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::new(dir.path()).with_mapped_defaults();
+    let engine = engine(Compilers::Tiered);
+    assert!(!engine.compiler_built(), "built before anything was loaded");
+    let (defaults, errors) =
+        pcitrack_runtime::load_embedded(&engine, &|_| CONFIG.into(), Some(&cache), &[]);
+    assert!(errors.is_empty(), "{errors:?}");
+    if !embedded(PolicyKind::Matcher).precompiled.is_empty() {
+        for p in &defaults {
+            assert_eq!(p.code_source(), CodeSource::Precompiled, "{}", p.name());
+        }
+        assert!(
+            !engine.compiler_built(),
+            "loading precompiled code built a compiler"
+        );
+    }
+    let devices = devices();
+    let precompiled = PolicySet::new(defaults).assess(&devices);
+
+    // A policy never seen is compiled all the same: baseline first, then Cranelift's build,
+    // made by the compiler built now, moved into the running engine and cached.
+    let policy = Arc::new(load(&engine, PolicyKind::Matcher, Some(&cache)));
+    assert_eq!(policy.tier(), Tier::Baseline);
+    assert!(engine.compiler_built(), "the cache key needs the compiler");
+    wait_optimized(&policy);
+    assert_eq!(policy.tier(), Tier::Optimized);
+    let set = PolicySet::new([policy.clone()]);
+    assert_eq!(
+        set.assess(&devices),
+        precompiled,
+        "compiled code decided otherwise"
+    );
+    assert!(cache.path(policy.artifact().unwrap()).is_file());
+    let again = load(&engine, PolicyKind::Matcher, Some(&cache));
+    assert_eq!(
+        (again.tier(), again.code_source()),
+        (Tier::Optimized, CodeSource::Cache)
+    );
+
+    // What `compile` returns runs in the engine without a compiler.
+    let (component, artifact) = engine.compile(embedded(PolicyKind::Cleanup).bytes).unwrap();
+    assert!(wasmtime::Engine::same(component.engine(), engine.engine()));
+    assert!(artifact.is_some(), "moved as an artifact");
+    assert!(
+        wasmtime::component::Component::new(engine.engine(), embedded(PolicyKind::Cleanup).bytes)
+            .is_err(),
+        "the running engine compiles"
+    );
+}
