@@ -14,7 +14,10 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    /// Steps over `literal` when the text goes on with it.
+    /// Steps over `literal` when the text goes on with it. Inlined: with the literal's
+    /// length known, the comparison is a few loads instead of a call to `memcmp` (about 20
+    /// keys per record, a call each).
+    #[inline(always)]
     fn eat(&mut self, literal: &str) -> Option<()> {
         self.text[self.at..].starts_with(literal).then(|| {
             self.at += literal.len();
@@ -23,6 +26,7 @@ impl<'a> Cursor<'a> {
 
     /// A string with nothing to unescape: no `\`, no control character (which JSON
     /// refuses), as `serde_json` lends it.
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         self.eat("\"")?;
         let rest = &self.text.as_bytes()[self.at..];
@@ -38,6 +42,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `null` as `None`, else `value`'s reading.
+    #[inline(always)]
     fn opt<T>(&mut self, value: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         if self.eat("null").is_some() {
             return Some(None);

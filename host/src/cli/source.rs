@@ -26,17 +26,12 @@ pub fn read_devices(source: &DeviceSource, config: &Config) -> anyhow::Result<Ve
         Some(file) => {
             // Read whole and parsed in place into typed records: ids and addresses are read
             // from the buffer, not copied out first. The UTF-8 is checked once over the
-            // whole text (an ASCII fast path), not string by string as serde_json does on
-            // bytes. A large file is read and parsed on every core (`parse_list`).
+            // text (an ASCII fast path), not string by string as serde_json does on bytes,
+            // part by part where the parts are parsed. A large file is read and parsed on
+            // every core (`parse_list`).
             let bytes = read_file(file).with_context(|| format!("reading {}", file.display()))?;
             let not_devices = || format!("{} is not a JSON list of devices", file.display());
-            // serde_json skips an unknown field's string unread, whatever its encoding: a
-            // file that is not UTF-8 throughout is parsed as bytes, as it always was.
-            match std::str::from_utf8(&bytes) {
-                Ok(text) => parse_list(text, super::output::threads()),
-                Err(_) => serde_json::from_slice::<Vec<Device>>(&bytes).map(|d| vec![d]),
-            }
-            .with_context(not_devices)?
+            parse_list(&bytes, super::output::threads()).with_context(not_devices)?
         }
         None => {
             let root = source
@@ -89,25 +84,26 @@ fn read_file(file: &Path) -> std::io::Result<Vec<u8>> {
     }
 }
 
-/// `text` (a JSON list of device records) parsed as `serde_json::from_str::<Vec<Device>>`
-/// parses it, on up to `threads` threads: the records in order, in one or more parts.
+/// `bytes` (a JSON list of device records) parsed as serde_json parses it, on up to
+/// `threads` threads: the records in order, in one or more parts.
 ///
 /// The list is cut into parts at guessed element boundaries (a `},` then `{` near each
-/// `k/threads` of the text) and each part is parsed on its own thread, element by element.
-/// A guess could fall inside a string; it is proven when the part before it, parsed from a
-/// proven start, ends exactly there (the first part starts at the list's `[`). Anything
-/// short of that (a guess disproven, any syntax or record error) parses the whole text
-/// again on this thread with serde_json, so the result, and an error's text (its line and
-/// column), are exactly the sequential parse's.
-fn parse_list(text: &str, threads: usize) -> serde_json::Result<Vec<Vec<Device>>> {
-    let whole = || serde_json::from_str::<Vec<Device>>(text).map(|d| vec![d]);
-    if threads < 2 || text.len() < PARALLEL_MIN_BYTES {
-        return parse_part(text, 0, None).map_or_else(whole, |d| Ok(vec![d]));
+/// `k/threads` of the text) and each part is checked for UTF-8 and parsed on its own thread,
+/// element by element (a cut is at an ASCII byte, so the text is UTF-8 exactly when every
+/// part is). A guess could fall inside a string; it is proven when the part before it,
+/// parsed from a proven start, ends exactly there (the first part starts at the list's `[`).
+/// Anything short of that (a guess disproven, any syntax or record error, a part that is
+/// not UTF-8) parses the whole file again on this thread with serde_json, so the result,
+/// and an error's text (its line and column), are exactly the sequential parse's.
+fn parse_list(bytes: &[u8], threads: usize) -> serde_json::Result<Vec<Vec<Device>>> {
+    let whole = || whole_list(bytes).map(|d| vec![d]);
+    if threads < 2 || bytes.len() < PARALLEL_MIN_BYTES {
+        return parse_part(bytes, 0, None).map_or_else(whole, |d| Ok(vec![d]));
     }
     let mut starts = vec![0];
     for k in 1..threads {
-        let from = (text.len() * k / threads).max(*starts.last().expect("not empty"));
-        match element_start_after(text, from) {
+        let from = (bytes.len() * k / threads).max(*starts.last().expect("not empty"));
+        match element_start_after(bytes, from) {
             Some(at) if at > *starts.last().expect("not empty") => starts.push(at),
             _ => break,
         }
@@ -122,10 +118,10 @@ fn parse_list(text: &str, threads: usize) -> serde_json::Result<Vec<Vec<Device>>
             .skip(1)
             .map(|(i, &at)| {
                 let end = starts.get(i + 1).copied();
-                s.spawn(move || parse_part(text, at, end))
+                s.spawn(move || parse_part(bytes, at, end))
             })
             .collect();
-        let first = parse_part(text, 0, Some(starts[1]));
+        let first = parse_part(bytes, 0, Some(starts[1]));
         std::iter::once(first)
             .chain(
                 workers
@@ -140,6 +136,16 @@ fn parse_list(text: &str, threads: usize) -> serde_json::Result<Vec<Vec<Device>>
     }
 }
 
+/// The whole file parsed by serde_json: as text when it is UTF-8, else as bytes (serde_json
+/// skips an unknown field's string unread, whatever its encoding: a file that is not UTF-8
+/// throughout is parsed as it always was).
+fn whole_list(bytes: &[u8]) -> serde_json::Result<Vec<Device>> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
+
 /// JSON's insignificant whitespace.
 fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
     while at < bytes.len() && matches!(bytes[at], b' ' | b'\t' | b'\n' | b'\r') {
@@ -150,8 +156,7 @@ fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
 
 /// The first `{` at or after `from` that follows `},` (whitespace between): where a list
 /// element would start, if that `},` is not inside a string.
-fn element_start_after(text: &str, from: usize) -> Option<usize> {
-    let bytes = text.as_bytes();
+fn element_start_after(bytes: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
     loop {
         let close = at + bytes.get(at..)?.windows(2).position(|w| w == b"},")?;
@@ -163,13 +168,15 @@ fn element_start_after(text: &str, from: usize) -> Option<usize> {
     }
 }
 
-/// The records of the list `text` from `start` (0: the list's beginning; else the first
+/// The records of the list `bytes` from `start` (0: the list's beginning; else the first
 /// byte of an element) up to the element starting at `end`, or to the list's end and the
-/// end of the text when `end` is `None`. `None` when the text there is not that: a syntax
-/// or record error, or no element starting exactly at `end`.
-fn parse_part(text: &str, start: usize, end: Option<usize>) -> Option<Vec<Device>> {
-    let bytes = text.as_bytes();
-    let mut at = start;
+/// end of the text when `end` is `None`. `None` when the text there is not that: not UTF-8,
+/// a syntax or record error, or no element starting exactly at `end`.
+fn parse_part(bytes: &[u8], start: usize, end: Option<usize>) -> Option<Vec<Device>> {
+    // The part alone: positions below are in it, and its end is `end`'s place.
+    let text = std::str::from_utf8(&bytes[start..end.unwrap_or(bytes.len())]).ok()?;
+    let (bytes, end) = (text.as_bytes(), end.map(|_| text.len()));
+    let mut at = 0;
     if start == 0 {
         at = skip_whitespace(bytes, at);
         if bytes.get(at) != Some(&b'[') {
@@ -196,7 +203,7 @@ fn parse_part(text: &str, start: usize, end: Option<usize>) -> Option<Vec<Device
         };
         if devices.is_empty() {
             // Room for the part at the first record's size: no growing copies after.
-            let part = end.unwrap_or(text.len()) - at;
+            let part = text.len() - at;
             devices.reserve(part / size.max(1) + 1);
         }
         devices.push(device);
@@ -330,12 +337,18 @@ mod tests {
             assert!(text.len() > 2 * super::PARALLEL_MIN_BYTES);
             let whole: Vec<Device> = serde_json::from_str(&text).unwrap();
             for threads in [2, 3, 5] {
-                assert_eq!(super::parse_list(&text, threads).unwrap().concat(), whole);
+                assert_eq!(
+                    super::parse_list(text.as_bytes(), threads)
+                        .unwrap()
+                        .concat(),
+                    whole
+                );
             }
             // The parallel path itself, not its fallback: the parts end where the guesses are.
-            let mid = super::element_start_after(&text, text.len() / 2).unwrap();
-            let head = super::parse_part(&text, 0, Some(mid)).expect("the guess is proven");
-            let tail = super::parse_part(&text, mid, None).expect("the tail parses");
+            let mid = super::element_start_after(text.as_bytes(), text.len() / 2).unwrap();
+            let head =
+                super::parse_part(text.as_bytes(), 0, Some(mid)).expect("the guess is proven");
+            let tail = super::parse_part(text.as_bytes(), mid, None).expect("the tail parses");
             assert_eq!(head.len() + tail.len(), whole.len());
             assert_eq!([head, tail].concat(), whole);
         }
@@ -350,11 +363,31 @@ mod tests {
         }
         let text = serde_json::to_string(&values).unwrap();
         let note = text.len() / 2 + text[text.len() / 2..].find("x},{y").unwrap();
-        let mid = super::element_start_after(&text, note).unwrap();
+        let mid = super::element_start_after(text.as_bytes(), note).unwrap();
         assert!(text[mid..].starts_with("{y"), "the guess falls in a note");
-        assert_eq!(super::parse_part(&text, 0, Some(mid)), None);
+        assert_eq!(super::parse_part(text.as_bytes(), 0, Some(mid)), None);
         let whole: Vec<Device> = serde_json::from_str(&text).unwrap();
-        assert_eq!(super::parse_list(&text, 2).unwrap().concat(), whole);
+        assert_eq!(
+            super::parse_list(text.as_bytes(), 2).unwrap().concat(),
+            whole
+        );
+    }
+
+    #[test]
+    fn a_part_that_is_not_utf8_is_parsed_with_the_whole_file_as_bytes() {
+        // The last record carries an unknown field whose string holds a byte that is not
+        // UTF-8: the last part fails its check, and the file is parsed as bytes, as a file
+        // that is not UTF-8 always was (serde_json skips the string unread).
+        let mut bytes = list_text(4000, false).into_bytes();
+        let close = bytes.len() - 2;
+        assert_eq!(&bytes[close..], b"}]");
+        bytes.splice(close..close, b",\"note\":\"\xff\"".iter().copied());
+        assert!(std::str::from_utf8(&bytes).is_err());
+        let whole: Vec<Device> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(whole.len(), 4000);
+        for threads in [1, 2, 3] {
+            assert_eq!(super::parse_list(&bytes, threads).unwrap().concat(), whole);
+        }
     }
 
     #[test]
@@ -369,7 +402,9 @@ mod tests {
             let want = serde_json::from_str::<Vec<Device>>(&text)
                 .unwrap_err()
                 .to_string();
-            let got = super::parse_list(&text, 2).unwrap_err().to_string();
+            let got = super::parse_list(text.as_bytes(), 2)
+                .unwrap_err()
+                .to_string();
             assert_eq!(got, want);
         }
     }

@@ -2,10 +2,12 @@
 //! covers the whole hostile corpus, so the tests build one crate instead of twenty.
 //!
 //! `init` reads the misdeed from the config string: `ok`, `refuse`, `loop-init`, or a
-//! misdeed for `evaluate`: `loop`, `memory`, `panic`, `unreachable`, `recursion`,
-//! `million-tags`, `huge-string`, `extra-verdicts`, `bad-index`, `flip`, `log-flood`. The
-//! agent hands policies a JSON object; there the misdeed is its `"misdeed"` key (read with a
-//! plain search: a JSON parser would make this test policy larger than what it tests).
+//! misdeed for `evaluate`: `loop`, `memory`, `panic`, `panic-last` (a call whose targets
+//! include the inventory's last device panics; any other assigns as `ok`), `unreachable`,
+//! `recursion`, `million-tags`, `huge-string`, `extra-verdicts`, `bad-index`, `flip`,
+//! `log-flood`. The agent hands policies a JSON object; there the misdeed is its `"misdeed"`
+//! key (read with a plain search: a JSON parser would make this test policy larger than
+//! what it tests).
 
 use std::cell::Cell;
 
@@ -66,7 +68,7 @@ impl Matcher for Hostile {
 
     fn evaluate(
         &self,
-        _inventory: &Inventory,
+        inventory: &Inventory,
         targets: &[u32],
         out: &mut MatchOutput,
     ) -> Result<(), String> {
@@ -86,6 +88,11 @@ impl Matcher for Hostile {
                 }
             }
             "panic" => panic!("hostile policy panics on purpose"),
+            "panic-last"
+                if targets.last().map(|&t| t as usize + 1) == Some(inventory.devices.len()) =>
+            {
+                panic!("hostile policy panics on the last device on purpose")
+            }
             "unreachable" => {
                 #[cfg(target_family = "wasm")]
                 core::arch::wasm32::unreachable();
