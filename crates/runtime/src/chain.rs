@@ -32,15 +32,6 @@ const MAX_TAGS: usize = 256;
 const MAX_TAG_TEXT: usize = 4096;
 const MAX_REASON: usize = 4096;
 
-/// Fewest devices per part of [`PolicySet::assess_parallel`]: below this, a thread and a
-/// fresh instance per policy cost more than the part saves.
-const MIN_PART: usize = 2048;
-
-/// Most parts of [`PolicySet::assess_parallel`]: each holds an instance of the engine's pool
-/// (64) while its call runs, and a part that finds the pool empty fails, which sends the
-/// whole evaluation back to one thread.
-const MAX_PARTS: usize = 16;
-
 /// The name the built-in fallback rules decide under.
 pub const BUILT_IN: &str = "built-in";
 
@@ -194,112 +185,22 @@ impl PolicySet {
         debug_assert!(targets.is_sorted() && targets.iter().all(|&i| (i as usize) < devices.len()));
         let inventory = contract::inventory(devices);
         let facts = self.device_facts(devices);
-        self.run(devices, &inventory, facts.as_ref(), targets, None)
-            .expect("a run that records its failures decides every device")
-    }
-
-    /// [`PolicySet::assess`] with the devices cut into up to `threads` runs of consecutive
-    /// addresses, each assessed on its own thread by its own calls (one fresh instance per
-    /// policy per part), every call with the whole of `devices` as its inventory and facts.
-    /// The contract makes a verdict a function of the device and the inventory, not of the
-    /// other targets of the call (what [`PolicySet::assess_some`] relies on), so the verdicts
-    /// are the ones one call per policy gives. A failure is not cut: when any call of any
-    /// part fails (trap, deadline, memory, error value, garbage), the parts' results are
-    /// dropped unrecorded and the chains run again on this thread as [`PolicySet::assess`]
-    /// runs them, so the verdicts, reasons, log and statistics are those of one whole call.
-    /// The limits are per call: a part gets the whole deadline and memory cap for its share
-    /// of the devices. Fewer than 2048 devices per part are assessed on this thread; at most
-    /// 16 parts are made.
-    pub fn assess_parallel(&self, devices: &[Device], threads: usize) -> Vec<DeviceVerdict> {
-        let parts = threads.min(MAX_PARTS).min(devices.len() / MIN_PART).max(1);
-        if parts < 2 {
-            return self.assess(devices);
-        }
-        let inventory = contract::inventory(devices);
-        let facts = self.device_facts(devices);
-        let (inventory, facts) = (&inventory, facts.as_ref());
-        let part = |k: usize| {
-            let targets =
-                (devices.len() * k / parts) as u32..(devices.len() * (k + 1) / parts) as u32;
-            let mut held = Vec::new();
-            self.run(
-                devices,
-                inventory,
-                facts,
-                targets.collect(),
-                Some(&mut held),
-            )
-            .map(|verdicts| (verdicts, held))
-        };
-        let results: Vec<Option<(Vec<DeviceVerdict>, Vec<Settled<'_>>)>> =
-            std::thread::scope(|s| {
-                let others: Vec<_> = (1..parts).map(|k| s.spawn(move || part(k))).collect();
-                let first = part(0);
-                std::iter::once(first)
-                    .chain(
-                        others
-                            .into_iter()
-                            .map(|w| w.join().expect("a policy thread panicked")),
-                    )
-                    .collect()
-            });
-        let Some(results) = results.into_iter().collect::<Option<Vec<_>>>() else {
-            return self
-                .run(
-                    devices,
-                    inventory,
-                    facts,
-                    (0..devices.len() as u32).collect(),
-                    None,
-                )
-                .expect("a run that records its failures decides every device");
-        };
-        let mut out = Vec::with_capacity(devices.len());
-        for (verdicts, held) in results {
-            held.into_iter().for_each(Settled::record);
-            out.extend(verdicts);
-        }
-        out
-    }
-
-    /// The chains over `targets` (see [`PolicySet::assess_some`]). With `held`, a run of
-    /// one part of [`PolicySet::assess_parallel`]: successful calls are held there instead of
-    /// recorded, and the first failed call stops the run (`None`) unreported. Without, every
-    /// call is recorded and a failure falls back as the contract says; it never stops.
-    fn run<'a>(
-        &'a self,
-        devices: &[Device],
-        inventory: &wit::Inventory,
-        facts: Option<&Arc<host_api::DeviceFacts>>,
-        targets: Vec<u32>,
-        mut held: Option<&mut Vec<Settled<'a>>>,
-    ) -> Option<Vec<DeviceVerdict>> {
-        // `out[p]` and `pending` are by position in `targets`: a call about a few devices of
-        // a large inventory costs what it asks, not the inventory's size.
-        let mut out: Vec<Option<DeviceVerdict>> = vec![None; targets.len()];
-        let mut pending: Vec<u32> = (0..targets.len() as u32).collect();
+        let mut out: Vec<Option<DeviceVerdict>> = vec![None; devices.len()];
+        let mut pending: Vec<u32> = targets.clone();
         let mut failures: Vec<String> = Vec::new();
         for policy in &self.matchers {
             if pending.is_empty() {
                 break;
             }
-            let indices: Vec<u32> = pending.iter().map(|&p| targets[p as usize]).collect();
             let _span = policy_span(policy).entered();
             let result = policy
-                .call_matcher(inventory, facts, &indices)
-                .and_then(|v| check_matcher(v, indices.len()));
-            let verdicts = settle(
-                policy,
-                devices,
-                &indices,
-                result,
-                &mut failures,
-                held.as_deref_mut(),
-            )?;
+                .call_matcher(&inventory, facts.as_ref(), &pending)
+                .and_then(|v| check_matcher(v, pending.len()));
+            let verdicts = settle(policy, devices, &pending, result, &mut failures);
             pending = decide(
                 &policy.shared_name(),
                 devices,
-                (&pending, &indices),
+                &pending,
                 &verdicts,
                 &mut out,
             );
@@ -310,9 +211,9 @@ impl PolicySet {
         } else {
             format!("no matcher assigned it; {}", failures.join("; ")).into()
         };
-        for &p in &pending {
-            out[p as usize] = Some(DeviceVerdict {
-                address: devices[targets[p as usize] as usize].address,
+        for &i in &pending {
+            out[i as usize] = Some(DeviceVerdict {
+                address: devices[i as usize].address,
                 assignable: false,
                 tags: no_tags.clone(),
                 remote_managed: false,
@@ -320,30 +221,29 @@ impl PolicySet {
                 reason: Some(unassigned.clone()),
             });
         }
-        let mut out: Vec<DeviceVerdict> = out
-            .into_iter()
-            .map(|v| v.expect("every device decided"))
+        let mut out: Vec<DeviceVerdict> = targets
+            .iter()
+            .map(|&i| out[i as usize].take().expect("every device decided"))
             .collect();
-        self.run_taggers(devices, inventory, facts, &targets, &mut out, held)?;
+        self.run_taggers(devices, &inventory, facts.as_ref(), &targets, &mut out);
         for a in &mut out {
             a.remote_managed = a.assignable
                 && a.tags
                     .iter()
                     .any(|(k, v)| k == "remote_managed" && truthy(v));
         }
-        Some(out)
+        out
     }
 
     /// `out[p]` is the verdict on device `targets[p]`.
-    fn run_taggers<'a>(
-        &'a self,
+    fn run_taggers(
+        &self,
         devices: &[Device],
         inventory: &wit::Inventory,
         facts: Option<&Arc<host_api::DeviceFacts>>,
         targets: &[u32],
         out: &mut [DeviceVerdict],
-        mut held: Option<&mut Vec<Settled<'a>>>,
-    ) -> Option<()> {
+    ) {
         let mut pending: Vec<u32> = (0..out.len() as u32)
             .filter(|&i| out[i as usize].assignable)
             .collect();
@@ -376,14 +276,7 @@ impl PolicySet {
             let result = policy
                 .call_tagger(inventory, facts, &wit_sets, &candidates)
                 .and_then(|v| check_tagger(v, pending.len()));
-            let verdicts = settle(
-                policy,
-                devices,
-                &indices,
-                result,
-                &mut Vec::new(),
-                held.as_deref_mut(),
-            )?;
+            let verdicts = settle(policy, devices, &indices, result, &mut Vec::new());
             let (name, no_tags) = (policy.shared_name(), no_tags());
             let mut still = Vec::with_capacity(pending.len());
             for (&i, verdict) in pending.iter().zip(verdicts.iter()) {
@@ -404,7 +297,6 @@ impl PolicySet {
             }
             pending = still;
         }
-        Some(())
     }
 
     /// Runs the cleanup chain over `candidates` (indices into `tracked`, which must be sorted
@@ -615,59 +507,27 @@ fn check_cleanup(
         .collect()
 }
 
-/// A successful call of one part of [`PolicySet::assess_parallel`], recorded (statistics,
-/// the devices' last verdicts) only once every part has succeeded.
-struct Settled<'a> {
-    policy: &'a Policy,
-    addresses: Vec<PciAddress>,
-    verdicts: Arc<Verdicts>,
-}
-
-impl Settled<'_> {
-    /// Records the call as [`settle`] records a successful one.
-    fn record(self) {
-        self.policy
-            .stats
-            .record::<()>(self.addresses.len(), &Ok(()));
-        self.policy
-            .last_verdicts
-            .record(self.addresses, self.verdicts);
-    }
-}
-
 /// The verdicts of a call: on success they become the devices' last ones; on failure each
 /// device gets its last one back, or an abstention when it never had one (the failure is
-/// added to `failures`, for the reason of devices nobody assigns). With `held` (a part of a
-/// split evaluation), a success is held there unrecorded and a failure is `None`, neither
-/// recorded nor reported: the whole evaluation runs again.
-fn settle<'a>(
-    policy: &'a Policy,
+/// added to `failures`, for the reason of devices nobody assigns).
+fn settle(
+    policy: &Policy,
     devices: &[Device],
     targets: &[u32],
     result: Result<Verdicts, CallError>,
     failures: &mut Vec<String>,
-    held: Option<&mut Vec<Settled<'a>>>,
-) -> Option<Arc<Verdicts>> {
-    let addresses = || {
-        targets
-            .iter()
-            .map(|&i| devices[i as usize].address)
-            .collect()
-    };
-    if let Some(held) = held {
-        let verdicts = Arc::new(result.ok()?);
-        held.push(Settled {
-            policy,
-            addresses: addresses(),
-            verdicts: verdicts.clone(),
-        });
-        return Some(verdicts);
-    }
+) -> Arc<Verdicts> {
     policy.stats.record(targets.len(), &result);
-    Some(match result {
+    match result {
         Ok(verdicts) => {
             let verdicts = Arc::new(verdicts);
-            policy.last_verdicts.record(addresses(), verdicts.clone());
+            policy.last_verdicts.record(
+                targets
+                    .iter()
+                    .map(|&i| devices[i as usize].address)
+                    .collect(),
+                verdicts.clone(),
+            );
             verdicts
         }
         Err(error) => {
@@ -680,7 +540,7 @@ fn settle<'a>(
                     .unwrap_or(Remembered::Abstain)
             })))
         }
-    })
+    }
 }
 
 /// The empty tag set of devices that are not assignable: one allocation per call, shared.
@@ -688,29 +548,26 @@ fn no_tags() -> Tags {
     Arc::new([])
 }
 
-/// Writes the decided verdicts of a matcher call about the devices `indices` (at positions
-/// `positions` of the run's targets) to `out`, by position; returns the positions of the
-/// devices it abstained on.
 fn decide(
     policy: &Arc<str>,
     devices: &[Device],
-    (positions, indices): (&[u32], &[u32]),
+    targets: &[u32],
     verdicts: &Verdicts,
     out: &mut [Option<DeviceVerdict>],
 ) -> Vec<u32> {
     let no_tags = no_tags();
     let mut still = Vec::new();
-    for ((&p, &i), v) in positions.iter().zip(indices).zip(verdicts.iter()) {
+    for (&i, v) in targets.iter().zip(verdicts.iter()) {
         let address = devices[i as usize].address;
         let (assignable, tags, reason) = match v {
             Verdict::Abstain => {
-                still.push(p);
+                still.push(i);
                 continue;
             }
             Verdict::Assign(tags) => (true, tags.clone(), None),
             Verdict::Reject(reason) => (false, no_tags.clone(), Some(reason.clone())),
         };
-        out[p as usize] = Some(DeviceVerdict {
+        out[i as usize] = Some(DeviceVerdict {
             address,
             assignable,
             tags,

@@ -230,7 +230,7 @@ fn eval(
             // tag sets, a handful shared by all the devices, are put in the map's order once.
             // Rows are written in blocks on every core; in a block, a row's start is written
             // from the device and its end copied from the first row with the same verdict.
-            let verdicts = set.assess_parallel(&devices, super::output::threads());
+            let verdicts = set.assess(&devices);
             let (sets, set_of) = sorted_tag_sets(&verdicts);
             write_json_blocks(devices.len(), |rows, buf| {
                 let views = rows

@@ -1,9 +1,12 @@
-//! `pcitrack policy eval --devices F --format json` runs the policy chain on several threads
-//! (the devices cut in parts, each part's calls with the whole inventory): the rows must be
-//! the bytes one thread gives (`PCITRACK_CLI_THREADS=1`, one call per policy) when a verdict
-//! depends on devices of the other part (a PF's `devname` matching VFs across the cut), and
-//! a policy that fails in one part only must fail the way one whole call fails (the same
-//! rows, reasons, warnings and exit status), not the way its parts would.
+//! `pcitrack policy eval --devices F --format json` reads, parses and writes on several
+//! threads, but runs the policy chain as one call per policy over the whole list, as the
+//! agent's full reconcile does (README "Using it": cutting the chain into parts was measured
+//! and refused, since a part's call would get the whole deadline and memory cap for a share of
+//! the devices). These guard that: the rows must be the bytes one thread gives
+//! (`PCITRACK_CLI_THREADS=1`) when a verdict depends on devices on the other side of the
+//! parse cut (a PF's `devname` matching VFs across it), and a policy that fails on one device
+//! only must fail as one whole call (the same rows, reasons, warnings and exit status, the
+//! failure logged once), never as separate parts would.
 
 use std::path::Path;
 use std::process::Output;
@@ -134,12 +137,12 @@ fn row<'a>(rows: &'a [Value], address: &str) -> &'a Value {
 }
 
 #[test]
-fn the_chain_split_over_threads_gives_the_rows_of_one_call() {
+fn verdicts_that_depend_on_devices_across_the_parse_cut_are_those_of_one_thread() {
     let dir = tempfile::tempdir().unwrap();
     let out = same_on_any_number_of_threads(dir.path(), &format!("[pci]\n{SPECS}"));
     let rows = rows(&out);
     assert_eq!(rows.len(), (PFS * (1 + VFS_PER_PF)) as usize);
-    // PF 3's last VF sits in the second part; its PF's netdev, in the first, matched it.
+    // PF 3's last VF sits after the parse cut; its PF's netdev, before it, matched it.
     let vf = row(&rows, "0000:0f:17.3");
     assert_eq!(vf["tags"]["physical_network"], "physnet1", "{vf}");
     assert_eq!(vf["remote_managed"], false, "{vf}");
@@ -151,13 +154,13 @@ fn the_chain_split_over_threads_gives_the_rows_of_one_call() {
     assert_eq!(without["assignable"], false, "{without}");
 }
 
-/// The hostile matcher panics in the call that holds the last device and assigns every
-/// device in any other call: split in parts, the first part's call succeeds. The rows must
-/// still be those of one whole failed call (the matcher abstains, the default matcher
+/// The hostile matcher panics in a call that holds the last device and assigns every
+/// device in any other call: were the chain split in parts, the first part's call would
+/// succeed. The rows must be those of one whole failed call (the matcher abstains, the default matcher
 /// decides, the failure logged once), and a garbage answer's text must count the whole
 /// call's devices.
 #[test]
-fn a_policy_failing_in_one_part_fails_as_one_whole_call() {
+fn a_policy_failing_on_the_last_device_fails_as_one_whole_call_on_any_thread_count() {
     let hostile = common::example_policy("pcitrack-test-hostile");
     for misdeed in ["panic-last", "extra-verdicts"] {
         let dir = tempfile::tempdir().unwrap();
@@ -170,7 +173,7 @@ fn a_policy_failing_in_one_part_fails_as_one_whole_call() {
         let rows = rows(&out);
         assert!(
             rows.iter().all(|r| r["decided_by"] != "hostile"),
-            "{misdeed}: a part's verdicts were kept"
+            "{misdeed}: verdicts of a partial call were kept"
         );
         if misdeed == "extra-verdicts" {
             let n = PFS * (1 + VFS_PER_PF);
