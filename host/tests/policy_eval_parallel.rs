@@ -151,3 +151,124 @@ fn a_bad_record_in_a_late_part_is_refused_with_the_same_error() {
         assert!(out.stdout.is_empty(), "{what}: wrote rows");
     }
 }
+
+/// The records of `devices(n)` in the layout `discover` writes (struct order, compact).
+fn layout_records(n: u32) -> Vec<Vec<u8>> {
+    devices(n)
+        .into_iter()
+        .map(|v| serde_json::to_vec(&serde_json::from_value::<Device>(v).unwrap()).unwrap())
+        .collect()
+}
+
+/// `records` with `extra` (a field, raw bytes) put before the closing `}` of record `i`.
+fn with_field(records: &mut [Vec<u8>], i: usize, extra: &[u8]) {
+    let r = &mut records[i];
+    let close = r.len() - 1;
+    r.splice(close..close, extra.iter().copied());
+}
+
+fn list(records: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"[".to_vec();
+    out.extend_from_slice(&records.join(&b","[..]));
+    out.push(b']');
+    out
+}
+
+/// The encodings near the parse cuts (the part a thread checks for UTF-8 starts at a
+/// record's `{`): multi-byte characters right before every cut, a byte that is not UTF-8
+/// (or an overlong encoding) only in a late part, in a field serde_json skips (the file is
+/// parsed as bytes) or in one it reads (refused), a BOM, and files of 0, 1 and 2 records
+/// whose strings hold `},{`: the same bytes, warnings and status on 1, 2 and 3 threads.
+#[test]
+fn encodings_near_the_parse_cuts_give_what_one_thread_gives() {
+    let n = 6000;
+    let note = |text: &[u8]| [&b",\"note\":\""[..], text, b"\""].concat();
+    // Every record ends in a multi-byte character just before its `}`, every other one
+    // also carries one in a field the fast reader reads.
+    let mut multibyte = layout_records(n);
+    for i in 0..n as usize {
+        with_field(&mut multibyte, i, &note("é€😀".as_bytes()));
+    }
+    let mut cases: Vec<(&str, Vec<u8>, bool)> = vec![("multi-byte", list(&multibyte), true)];
+    for (what, at, extra, ok) in [
+        ("0xff skipped late", 0.75, note(b"\xff"), true),
+        ("overlong skipped late", 0.9, note(b"\xc0\xaf"), true),
+        ("surrogate skipped late", 0.9, note(b"\xed\xa0\x80"), true),
+        (
+            "0xff read late",
+            0.8,
+            b",\"driver\":\"iav\xff\"".to_vec(),
+            false,
+        ),
+        ("0xff at the cut", 0.5, note(b"\xe2\x82"), true),
+    ] {
+        let mut records = layout_records(n);
+        with_field(&mut records, (n as f64 * at) as usize, &extra);
+        cases.push((what, list(&records), ok));
+    }
+    let mut bom = b"\xef\xbb\xbf".to_vec();
+    bom.extend_from_slice(&list(&layout_records(n)));
+    cases.push(("a BOM", bom, false));
+    let mut empty = b"[".to_vec();
+    empty.resize(1_200_000, b' ');
+    empty.push(b']');
+    cases.push(("0 records", empty, true));
+    let big = r#"},{\"address\":\"0000:00:00.0\"},{é"#.repeat(40_000);
+    for count in [1, 2] {
+        let mut records = layout_records(count);
+        for i in 0..count as usize {
+            with_field(&mut records, i, &note(big.as_bytes()));
+        }
+        cases.push((
+            ["1 record", "2 records"][count as usize - 1],
+            list(&records),
+            true,
+        ));
+    }
+    for (what, text, ok) in cases {
+        let out = same_on_any_number_of_threads(&text);
+        assert_eq!(out.status.success(), ok, "{what}: {out:?}");
+    }
+}
+
+/// A file out of address order (several hosts' inventories joined, or one edited by hand):
+/// the parts parsed on their threads are put in address order as one thread puts the whole
+/// list.
+#[test]
+fn a_file_out_of_address_order_gives_what_one_thread_gives() {
+    let sorted = layout_records(6000);
+    // 7 is prime to 6000: every record once, scattered over every part.
+    let records: Vec<Vec<u8>> = (0..6000).map(|i| sorted[i * 7 % 6000].clone()).collect();
+    let out = same_on_any_number_of_threads(&list(&records));
+    assert!(out.status.success(), "{out:?}");
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 6000);
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0]["address"].as_str() < w[1]["address"].as_str())
+    );
+}
+
+/// The same address twice (a file edited by hand, or two hosts' files joined) is refused,
+/// naming it, on any number of threads: policies are promised each address once and in
+/// order (a debug build asserted it, and a release build gave a policy two PFs at one
+/// address). `sync --devices` reads files the same way.
+#[test]
+fn a_file_that_lists_an_address_twice_is_refused_naming_it() {
+    let mut records = layout_records(6000);
+    // A record of the first part repeated in the last one.
+    records.push(records[10].clone());
+    let out = same_on_any_number_of_threads(&list(&records));
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let address = serde_json::from_slice::<Value>(&records[10]).unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        stderr.contains("devices.json")
+            && stderr.contains(&format!("device {address} is listed 2 times")),
+        "{stderr}"
+    );
+}

@@ -80,3 +80,29 @@ fn an_invalid_spec_in_a_test_file_is_reported_with_novas_reason() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_test_file_listing_an_address_twice_is_refused_naming_it() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(examples().join("nova-basics.toml")).unwrap();
+    // The file's first device, listed again at its end.
+    let device = "\n[[device]]\naddress = \"0000:21:00.1\"\nvendor_id = \"8086\"\n\
+                  product_id = \"154c\"\nclass_code = \"020000\"\ndev_type = \"type-VF\"\n";
+    let file = dir.path().join("twice.toml");
+    std::fs::write(&file, format!("{text}{device}")).unwrap();
+    let out = pcitrack(
+        &["policy".as_ref(), "test".as_ref(), file.as_os_str()],
+        state.path(),
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("twice.toml") && all.contains("device 0000:21:00.1 is listed 2 times"),
+        "{all}"
+    );
+}

@@ -353,3 +353,44 @@ fn a_call_runs_the_epoch_clock_only_while_in_flight() {
         );
     }
 }
+
+/// The agent's engine (tiered) runs a policy's optimised build, once swapped in, in an
+/// engine without a compiler, from an artifact its separate Cranelift engine made: the
+/// deadline, the memory cap and the wasm stack must stop a hostile policy there with the
+/// reasons the one-shot commands' engine gives.
+#[test]
+fn misdeeds_are_stopped_alike_in_the_agents_run_only_engine() {
+    let bytes = std::fs::read(HOSTILE).unwrap();
+    let agent = PolicyEngine::with_compilers(Limits::default(), Compilers::Tiered).unwrap();
+    let tool = engine();
+    for misdeed in ["loop", "memory", "panic", "unreachable", "recursion"] {
+        let p = Arc::new(
+            Policy::load(
+                &agent,
+                misdeed,
+                &bytes,
+                PolicyOrigin::Embedded,
+                misdeed,
+                None,
+            )
+            .unwrap(),
+        );
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while p.tier() != Tier::Optimized && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            (p.tier(), p.optimize_error()),
+            (Tier::Optimized, None),
+            "{misdeed}"
+        );
+        let out = PolicySet::new([p]).assess(&devices());
+        assert!(
+            out.iter()
+                .all(|a| !a.assignable && &*a.decided_by == "built-in"),
+            "{misdeed}: {out:?}"
+        );
+        let reason = out[0].reason.as_deref().unwrap().to_string();
+        assert_eq!(reason, run_misdeed(&tool, misdeed), "{misdeed}");
+    }
+}

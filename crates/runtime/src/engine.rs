@@ -11,11 +11,13 @@
 //! limits and pooling; the one clock advances the epochs of both.
 //!
 //! A tiered engine (the agent's) runs its optimised builds in an engine without a compiler
-//! (`Config::enable_compiler(false)`): a restart only maps or deserializes precompiled and
-//! cached code, and building Cranelift's ISA and settings touched ~1 MB of the binary's code
-//! pages that then stayed resident. The Cranelift engine that compiles (same settings, no
-//! pooling: it never instantiates) is built on the first compile or fingerprint, and its
-//! code moves to the running engine as an artifact ([`PolicyEngine::compile`]). wasmtime's
+//! (`Config::enable_compiler(false)`): a restart on the precompiled defaults only maps their
+//! code, and building Cranelift's ISA and settings touched ~1 MB of the binary's code pages
+//! that then stayed resident. The Cranelift engine that compiles (same settings, no pooling:
+//! it never instantiates) is built on the first compile or fingerprint, and its code moves to
+//! the running engine as an artifact ([`PolicyEngine::compile`]). A policy file needs the
+//! fingerprint for its cache key, so a restart with one builds the compiler even when the
+//! file's artifact is cached (README "Memory": ~2-3 MiB more resident on that path). wasmtime's
 //! compatibility check of an artifact does not depend on the loading engine having a
 //! compiler (target, host CPU features, tunables, wasm features), so a mismatching artifact
 //! is still refused and compiled again.

@@ -208,7 +208,14 @@ impl Policy {
         cache: Option<&ArtifactCache>,
     ) -> Result<Policy, LoadError> {
         let started = Instant::now();
-        check_header(name, bytes)?;
+        // An embedded default's bytes were made by the build script (and its tests load
+        // them); when its precompiled code is taken they are never read. Checking their
+        // header anyway touched a page of each in the binary at every start, and the kernel
+        // maps the whole page-cache folio around it (~0.15 MiB each; `benches/memory.rs`).
+        // When they are compiled after all, wasmtime's own parse still checks them.
+        if precompiled.is_none() {
+            check_header(name, bytes)?;
+        }
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
             name: name.into(),
             reason: format!("{e:#}"),

@@ -118,10 +118,12 @@ fn the_baseline_build_decides_what_the_optimised_one_decides() {
     }
 }
 
-/// Waits (up to 120 s) for `p`'s optimised build to be swapped in.
+/// Waits (up to 120 s) for `p`'s optimised build to be swapped in. Waits on the tier, not
+/// on `optimized_after`: that is set just before the swap, so a poll that saw it could still
+/// read the baseline tier.
 fn wait_optimized(p: &Policy) {
     let until = Instant::now() + Duration::from_secs(120);
-    while p.optimized_after().is_none() && p.optimize_error().is_none() && Instant::now() < until {
+    while p.tier() != Tier::Optimized && p.optimize_error().is_none() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(p.optimize_error(), None);
@@ -228,5 +230,100 @@ fn a_tiered_engine_runs_the_precompiled_defaults_without_a_compiler_and_compiles
         wasmtime::component::Component::new(engine.engine(), embedded(PolicyKind::Cleanup).bytes)
             .is_err(),
         "the running engine compiles"
+    );
+}
+
+#[test]
+fn the_agents_compiler_shares_its_cache_keys_and_artifacts_with_the_one_shot_commands() {
+    // `pcitrack sync` and `policy eval` (an optimised engine that compiles itself) and the
+    // agent (a tiered engine whose Cranelift engine is separate and does not pool) write
+    // the same state directory's cache: the same bytes must have the same key in both, and
+    // either's artifact must load in the other.
+    let agent = engine(Compilers::Tiered);
+    let tool = engine(Compilers::Optimized);
+    assert_eq!(agent.fingerprint().unwrap(), tool.fingerprint().unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::new(dir.path());
+    let by_tool = load(&tool, PolicyKind::Cleanup, Some(&cache));
+    assert_eq!(by_tool.code_source(), CodeSource::Compiled);
+    let restarted = engine(Compilers::Tiered);
+    let p = load(&restarted, PolicyKind::Cleanup, Some(&cache));
+    assert_eq!(
+        (p.tier(), p.code_source(), p.artifact()),
+        (Tier::Optimized, CodeSource::Cache, by_tool.artifact())
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::new(dir.path());
+    let by_agent = Arc::new(load(&agent, PolicyKind::Cleanup, Some(&cache)));
+    assert_eq!(by_agent.tier(), Tier::Baseline);
+    wait_optimized(&by_agent);
+    let p = load(
+        &engine(Compilers::Optimized),
+        PolicyKind::Cleanup,
+        Some(&cache),
+    );
+    assert_eq!(
+        (p.tier(), p.code_source(), p.artifact()),
+        (Tier::Optimized, CodeSource::Cache, by_agent.artifact())
+    );
+}
+
+#[test]
+fn a_tiered_engine_with_other_limits_runs_what_its_compiler_makes() {
+    // The running engine pools with the configuration's memory cap; the compiler does not
+    // pool at all. Limits are no part of an artifact's compatibility: what the compiler
+    // makes must load and decide under any limits.
+    let limits = Limits {
+        deadline: Duration::from_millis(500),
+        memory_bytes: 8 << 20,
+    };
+    let engine = PolicyEngine::with_compilers(limits, Compilers::Tiered).unwrap();
+    let reference = PolicySet::new([Arc::new(load(
+        &self::engine(Compilers::Optimized),
+        PolicyKind::Matcher,
+        None,
+    ))])
+    .assess(&devices());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::new(dir.path());
+    let p = Arc::new(load(&engine, PolicyKind::Matcher, Some(&cache)));
+    wait_optimized(&p);
+    let set = PolicySet::new([p.clone()]);
+    assert_eq!(set.assess(&devices()), reference);
+    let again = load(&engine, PolicyKind::Matcher, Some(&cache));
+    assert_eq!(again.code_source(), CodeSource::Cache);
+    assert_eq!(
+        PolicySet::new([Arc::new(again)]).assess(&devices()),
+        reference
+    );
+}
+
+/// A restart of the agent whose policies are all cached (a landed file compiled on an
+/// earlier run) only deserializes code, as a restart on the precompiled defaults does: it
+/// must not build the Cranelift engine (~1 MB of the binary's code pages left resident,
+/// the idle-memory saving of the run-only engine). Known to fail, so ignored (run it with
+/// `--ignored`): the artifact's cache key needs the engine's fingerprint, which is taken by
+/// compiling the empty component with that compiler (README "Memory").
+#[test]
+#[ignore = "known gap: a cached file policy's key needs the compiler's fingerprint (README \"Memory\")"]
+fn restart_on_a_cached_policy_builds_no_compiler() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::new(dir.path()).with_mapped_defaults();
+    let first = engine(Compilers::Tiered);
+    let landed = Arc::new(load(&first, PolicyKind::Cleanup, Some(&cache)));
+    wait_optimized(&landed);
+    assert!(cache.path(landed.artifact().unwrap()).is_file());
+
+    let restarted = engine(Compilers::Tiered);
+    let again = load(&restarted, PolicyKind::Cleanup, Some(&cache));
+    assert_eq!(
+        (again.tier(), again.code_source()),
+        (Tier::Optimized, CodeSource::Cache)
+    );
+    assert!(
+        !restarted.compiler_built(),
+        "a restart that only loaded cached code built the Cranelift compiler"
     );
 }

@@ -183,6 +183,7 @@ fn run_file(path: &Path, extra_policies: Option<&Path>) -> anyhow::Result<(usize
         devices.extend(super::source::read_devices(&source, &config)?);
     }
     devices.sort_by_key(|d| d.address);
+    super::source::each_address_once(&devices).with_context(|| path.display().to_string())?;
     let policies = crate::policies::load(&config, Some(&dir))?;
     if let Some(e) = policies.loaded.errors.first() {
         bail!("{}: {e}", path.display());

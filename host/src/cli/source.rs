@@ -22,26 +22,63 @@ pub struct DeviceSource {
 /// The devices named by `source`, sorted by address. Devices sysfs could not read are
 /// skipped with a warning naming them; the others are returned.
 pub fn read_devices(source: &DeviceSource, config: &Config) -> anyhow::Result<Vec<Device>> {
-    let parts = match &source.devices {
+    match &source.devices {
         Some(file) => {
             // Read whole and parsed in place into typed records: ids and addresses are read
             // from the buffer, not copied out first. The UTF-8 is checked once over the
             // text (an ASCII fast path), not string by string as serde_json does on bytes,
             // part by part where the parts are parsed. A large file is read and parsed on
-            // every core (`parse_list`).
+            // every core (`parse_list`), each part sorted by address on the thread that
+            // parsed it; the sorted parts are then merged (`merge_sorted`).
             let bytes = read_file(file).with_context(|| format!("reading {}", file.display()))?;
             let not_devices = || format!("{} is not a JSON list of devices", file.display());
-            parse_list(&bytes, super::output::threads()).with_context(not_devices)?
+            let parts = parse_list(&bytes, super::output::threads(), sort_by_address)
+                .with_context(not_devices)?;
+            let devices = merge_sorted(parts);
+            each_address_once(&devices).with_context(|| file.display().to_string())?;
+            // Handing a buffer of tens of megabytes back to the kernel takes milliseconds
+            // (and holds the memory map the merge grows): it is done after the merge,
+            // beside what follows.
+            if bytes.len() >= PARALLEL_MIN_BYTES {
+                drop_aside(bytes);
+            }
+            Ok(devices)
         }
         None => {
             let root = source
                 .sysfs_root
                 .clone()
                 .unwrap_or_else(|| config.sysfs_root());
-            vec![scan(&root)?]
+            Ok(join_by_address(vec![scan(&root)?]))
         }
-    };
-    Ok(join_by_address(parts))
+    }
+}
+
+/// Refuses a list of devices, sorted by address, that names an address more than once: it
+/// is one host's inventory, and the policy contract gives a policy each address once and in
+/// order (`pcitrack_runtime` `contract::inventory`), which is how a policy finds a VF's PF.
+/// `discover` and sysfs never repeat one; a file edited by hand, or two hosts' files joined,
+/// can.
+///
+/// # Errors
+///
+/// The first repeated address, and how many times it is listed.
+pub fn each_address_once(devices: &[Device]) -> anyhow::Result<()> {
+    if let Some(at) = devices
+        .windows(2)
+        .position(|w| w[0].address == w[1].address)
+    {
+        let address = devices[at].address;
+        let times = devices[at..]
+            .iter()
+            .take_while(|d| d.address == address)
+            .count();
+        anyhow::bail!(
+            "device {address} is listed {times} times: a list of devices is one host's \
+             inventory, each address once (as `pcitrack discover` writes it)"
+        );
+    }
+    Ok(())
 }
 
 /// Below this size a file is read and parsed on one thread: a thread costs more than it saves.
@@ -95,10 +132,21 @@ fn read_file(file: &Path) -> std::io::Result<Vec<u8>> {
 /// Anything short of that (a guess disproven, any syntax or record error, a part that is
 /// not UTF-8) parses the whole file again on this thread with serde_json, so the result,
 /// and an error's text (its line and column), are exactly the sequential parse's.
-fn parse_list(bytes: &[u8], threads: usize) -> serde_json::Result<Vec<Vec<Device>>> {
-    let whole = || whole_list(bytes).map(|d| vec![d]);
+///
+/// `finish` is applied to each part on the thread that parsed it (the file's order when it
+/// does nothing).
+fn parse_list(
+    bytes: &[u8],
+    threads: usize,
+    finish: fn(&mut [Device]),
+) -> serde_json::Result<Vec<Vec<Device>>> {
+    let finished = |mut part: Vec<Device>| {
+        finish(&mut part);
+        part
+    };
+    let whole = || whole_list(bytes).map(|d| vec![finished(d)]);
     if threads < 2 || bytes.len() < PARALLEL_MIN_BYTES {
-        return parse_part(bytes, 0, None).map_or_else(whole, |d| Ok(vec![d]));
+        return parse_part(bytes, 0, None).map_or_else(whole, |d| Ok(vec![finished(d)]));
     }
     let mut starts = vec![0];
     for k in 1..threads {
@@ -118,10 +166,10 @@ fn parse_list(bytes: &[u8], threads: usize) -> serde_json::Result<Vec<Vec<Device
             .skip(1)
             .map(|(i, &at)| {
                 let end = starts.get(i + 1).copied();
-                s.spawn(move || parse_part(bytes, at, end))
+                s.spawn(move || parse_part(bytes, at, end).map(finished))
             })
             .collect();
-        let first = parse_part(bytes, 0, Some(starts[1]));
+        let first = parse_part(bytes, 0, Some(starts[1])).map(finished);
         std::iter::once(first)
             .chain(
                 workers
@@ -219,19 +267,61 @@ fn parse_part(bytes: &[u8], start: usize, end: Option<usize>) -> Option<Vec<Devi
 }
 
 /// The records of `parts` (a list in order, cut in parts) as one list sorted by address,
-/// stably: the parts appended to the first (grown once), then sorted in place. Memory
-/// first touched costs more here than copying (a page fault per 4 KiB), so no second
-/// list of the records is made.
-fn join_by_address(parts: Vec<Vec<Device>>) -> Vec<Device> {
+/// stably: each part sorted, then the parts merged ([`merge_sorted`]).
+fn join_by_address(mut parts: Vec<Vec<Device>>) -> Vec<Device> {
+    for part in &mut parts {
+        sort_by_address(part);
+    }
+    merge_sorted(parts)
+}
+
+/// `parts` (a list in order, cut in parts, each part sorted by address) merged into one
+/// list sorted by address, stably: into the first part, grown once.
+fn merge_sorted(parts: Vec<Vec<Device>>) -> Vec<Device> {
     let total: usize = parts.iter().map(Vec::len).sum();
     let mut parts = parts.into_iter();
     let mut devices = parts.next().unwrap_or_default();
     devices.reserve_exact(total - devices.len());
-    for mut part in parts {
-        devices.append(&mut part);
+    for part in parts {
+        merge_into(&mut devices, part);
     }
-    sort_by_address(&mut devices);
     devices
+}
+
+/// Merges `later` (sorted by address, records that came after `devices`' in the file)
+/// into `devices` (sorted by address), stably: equal addresses keep `devices`' records
+/// first. The merge fills `devices` from its end, so each record is moved once at most and
+/// no second list of the records is made: memory first touched costs more here than
+/// copying (a page fault per 4 KiB). A part following in address order is appended.
+fn merge_into(devices: &mut Vec<Device>, mut later: Vec<Device>) {
+    let key = |d: &Device| packed::address_key(d.address);
+    match (devices.last(), later.first()) {
+        (Some(last), Some(first)) if key(last) > key(first) => {}
+        _ => return devices.append(&mut later),
+    }
+    // The room at the end is filled with empty records, each replaced by a merged one.
+    let mut i = devices.len();
+    let filler = Device::new(devices[0].address, 0, 0, pcitrack_model::DevType::Pci);
+    devices.resize(i + later.len(), filler);
+    let mut k = devices.len();
+    while let Some(next) = later.last() {
+        k -= 1;
+        // `devices[..i]` and `later` are what is left to merge; `devices[k + 1..]` is done.
+        if i > 0 && key(&devices[i - 1]) > key(next) {
+            i -= 1;
+            devices.swap(i, k);
+        } else {
+            devices[k] = later.pop().expect("not empty");
+        }
+    }
+    drop_aside(later);
+}
+
+/// Drops `value` on a thread of its own: freeing a large allocation (its pages handed back
+/// to the kernel) is then off the way of what follows. The process may end first. Where no
+/// thread can be started, the value is dropped here.
+fn drop_aside<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new().spawn(move || drop(value));
 }
 
 /// Sorts `devices` by address, stably, moving each record at most once: the order is found
@@ -338,7 +428,7 @@ mod tests {
             let whole: Vec<Device> = serde_json::from_str(&text).unwrap();
             for threads in [2, 3, 5] {
                 assert_eq!(
-                    super::parse_list(text.as_bytes(), threads)
+                    super::parse_list(text.as_bytes(), threads, |_| {})
                         .unwrap()
                         .concat(),
                     whole
@@ -368,7 +458,9 @@ mod tests {
         assert_eq!(super::parse_part(text.as_bytes(), 0, Some(mid)), None);
         let whole: Vec<Device> = serde_json::from_str(&text).unwrap();
         assert_eq!(
-            super::parse_list(text.as_bytes(), 2).unwrap().concat(),
+            super::parse_list(text.as_bytes(), 2, |_| {})
+                .unwrap()
+                .concat(),
             whole
         );
     }
@@ -386,7 +478,10 @@ mod tests {
         let whole: Vec<Device> = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(whole.len(), 4000);
         for threads in [1, 2, 3] {
-            assert_eq!(super::parse_list(&bytes, threads).unwrap().concat(), whole);
+            assert_eq!(
+                super::parse_list(&bytes, threads, |_| {}).unwrap().concat(),
+                whole
+            );
         }
     }
 
@@ -402,10 +497,74 @@ mod tests {
             let want = serde_json::from_str::<Vec<Device>>(&text)
                 .unwrap_err()
                 .to_string();
-            let got = super::parse_list(text.as_bytes(), 2)
+            let got = super::parse_list(text.as_bytes(), 2, |_| {})
                 .unwrap_err()
                 .to_string();
             assert_eq!(got, want);
+        }
+    }
+
+    /// `devices` sorted by address as a stable sort orders them.
+    fn stably_sorted(devices: &[Device]) -> Vec<Device> {
+        let mut stable = devices.to_vec();
+        stable.sort_by_key(|d| d.address);
+        stable
+    }
+
+    #[test]
+    fn a_file_parsed_and_sorted_in_parts_then_merged_is_in_stable_order() {
+        // Addresses repeat (`scrambled` draws from n/2 + 1), across the parts too.
+        let devices = scrambled(4000, 11);
+        let text = serde_json::to_string(&devices).unwrap();
+        for threads in [1, 2, 3, 5] {
+            let parts =
+                super::parse_list(text.as_bytes(), threads, super::sort_by_address).unwrap();
+            assert_eq!(
+                parts.len(),
+                threads,
+                "{threads} threads: cut in as many parts"
+            );
+            for part in &parts {
+                assert!(part.is_sorted_by_key(|d| d.address), "{threads} threads");
+            }
+            assert_eq!(
+                super::merge_sorted(parts),
+                stably_sorted(&devices),
+                "{threads} threads"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(200))]
+
+        /// Parts sorted on their own then merged give the order of one stable sort of
+        /// the whole list, whatever the addresses repeated within and across the parts.
+        #[test]
+        fn parts_sorted_then_merged_give_the_order_of_a_stable_sort(
+            parts in proptest::collection::vec(
+                proptest::collection::vec(0u8..12, 0..40),
+                0..5,
+            ),
+        ) {
+            let mut n = 0u16;
+            let parts: Vec<Vec<Device>> = parts
+                .iter()
+                .map(|part| {
+                    part.iter()
+                        .map(|&bus| {
+                            n += 1;
+                            // The vendor id is the record's place in the file.
+                            let address = PciAddress { domain: 0, bus, slot: 0, function: 0 };
+                            Device::new(address, n, 0x154c, DevType::Pci)
+                        })
+                        .collect()
+                })
+                .collect();
+            let stable = stably_sorted(&parts.concat());
+            proptest::prop_assert_eq!(&super::join_by_address(parts.clone()), &stable);
+            let sorted: Vec<Vec<Device>> = parts.iter().map(|p| stably_sorted(p)).collect();
+            proptest::prop_assert_eq!(&super::merge_sorted(sorted), &stable);
         }
     }
 
