@@ -187,7 +187,7 @@ fn mib(kib: u64) -> f64 {
 
 fn print(name: &str, l: &Look) {
     println!(
-        "{name:<44} VmRSS {:6.1} MiB  (anon {:5.1}, file {:5.1}; peak {:5.1}; {} threads)",
+        "{name:<44} VmRSS {:6.2} MiB  (anon {:5.1}, file {:5.1}; peak {:5.1}; {} threads)",
         mib(l.status["VmRSS"]),
         mib(l.status["RssAnon"]),
         mib(l.status["RssFile"]),
