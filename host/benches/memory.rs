@@ -6,6 +6,8 @@
 //! * after the first reconcile of a 4112-device host (16 PFs x 255 VFs + 16), first start
 //!   and restart, and after three more reconciles (`POST /v1/reconcile`: what a long-running
 //!   agent keeps);
+//! * idle on the 6-device host restarted with one policy file (the grace-cleanup example)
+//!   whose compiled artifact is cached;
 //! * baseline in the same run: `sleep`, the floor of any process on this machine (libc,
 //!   loader, stack).
 //!
@@ -213,13 +215,38 @@ fn hold(pid: u32, what: &str) {
     }
 }
 
-/// The agent on `tree`: a first start on an empty state directory, then a restart on the
-/// same one (cache warm), then three more reconciles. Returns the three looks.
-fn agent_round(tree: FakeSysfs) -> (Look, Look, Look) {
-    let mut d = Daemon::start(tree, CONFIG);
-    std::thread::sleep(SETTLE);
-    let first = look(d.pid());
-    hold(d.pid(), "first start");
+/// The agent on `tree` with one policy file (the grace-cleanup example) besides the
+/// defaults: a first start (which compiles and caches it), then a restart, whose look is
+/// returned: the cached artifact is loaded under a key that needs the engine's fingerprint,
+/// which the cache keeps (`ArtifactCache::fingerprint`), so no compiler is built.
+fn file_policy_round(tree: FakeSysfs) -> Look {
+    let mut d = Daemon::prepare(tree, CONFIG);
+    std::fs::copy(
+        common::example_policy("pcitrack-example-grace-cleanup"),
+        d.policies().join("grace-cleanup.wasm"),
+    )
+    .unwrap();
+    d.spawn();
+    // The first start serves the file on its baseline build and caches Cranelift's.
+    let cached = d.wait_for(Duration::from_secs(120), |d| {
+        std::fs::read_dir(d.db().with_file_name("cache"))
+            .map(|it| {
+                it.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".cwasm"))
+            })
+            .unwrap_or(false)
+    });
+    assert!(
+        cached,
+        "the policy file was never cached; log:\n{}",
+        d.log()
+    );
+    restart(&mut d, "restart with a policy file")
+}
+
+/// Stops the agent (SIGTERM), starts it again on the same state directory and looks at it
+/// once it has settled.
+fn restart(d: &mut Daemon, what: &str) -> Look {
     d.signal(Signal::TERM);
     assert!(
         d.wait_exit(Duration::from_secs(60)).is_some(),
@@ -228,8 +255,19 @@ fn agent_round(tree: FakeSysfs) -> (Look, Look, Look) {
     );
     d.spawn();
     std::thread::sleep(SETTLE);
-    let restart = look(d.pid());
-    hold(d.pid(), "restart");
+    let look = look(d.pid());
+    hold(d.pid(), what);
+    look
+}
+
+/// The agent on `tree`: a first start on an empty state directory, then a restart on the
+/// same one (cache warm), then three more reconciles. Returns the three looks.
+fn agent_round(tree: FakeSysfs) -> (Look, Look, Look) {
+    let mut d = Daemon::start(tree, CONFIG);
+    std::thread::sleep(SETTLE);
+    let first = look(d.pid());
+    hold(d.pid(), "first start");
+    let restart = restart(&mut d, "restart");
     for _ in 0..3 {
         let r = d.client.post("/v1/reconcile", &json!({})).unwrap();
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -245,6 +283,7 @@ fn main() {
 
     let mut floor = Vec::new();
     let (mut small_first, mut small_restart, mut small_later) = (vec![], vec![], vec![]);
+    let mut file_policy = Vec::new();
     let (mut big_first, mut big_restart, mut big_later) = (vec![], vec![], vec![]);
     let mut big_devices = 0;
     for _ in 0..rounds {
@@ -262,6 +301,8 @@ fn main() {
         small_first.push(a);
         small_restart.push(b);
         small_later.push(c);
+
+        file_policy.push(file_policy_round(FakeSysfs::generate_large(1, 5, 0)));
 
         let tree = FakeSysfs::generate_large(16, 255, 16);
         big_devices = std::fs::read_dir(tree.root().join("bus/pci/devices"))
@@ -287,6 +328,10 @@ fn main() {
         &median_look(&small_later),
     );
     print(
+        "idle, 6 devices, restart with a cached policy file",
+        &median_look(&file_policy),
+    );
+    print(
         &format!("{big_devices} devices, first reconcile, first start"),
         &median_look(&big_first),
     );
@@ -309,4 +354,38 @@ fn main() {
         "targets (issue 14): <= 30 MiB after the first reconcile of {big_devices} devices, \
          <= 15 MiB idle with 6"
     );
+    println!("{}", link_order());
+}
+
+/// How much of `host/symbol-order.txt` the measured binary has: the resident code above
+/// depends on it (README, "Memory"). A list made for another build finds few of its names.
+fn link_order() -> String {
+    let list = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/symbol-order.txt"))
+        .unwrap_or_default();
+    let functions = list
+        .lines()
+        .find_map(|l| l.strip_prefix("# functions: "))
+        .unwrap_or("?");
+    let wanted: std::collections::HashSet<&str> =
+        list.lines().filter(|l| !l.starts_with('#')).collect();
+    match Command::new("nm")
+        .arg("--defined-only")
+        .arg(env!("CARGO_BIN_EXE_pcitrack"))
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let found = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(2))
+                .filter(|name| wanted.contains(name))
+                .count();
+            format!(
+                "link order: {found} of the {} names of host/symbol-order.txt are this \
+                 binary's (the list holds {functions} functions in each build's spelling; a \
+                 list made for another Cargo.lock or compiler finds few)",
+                wanted.len()
+            )
+        }
+        _ => "link order: not checked (no `nm`)".to_string(),
+    }
 }

@@ -54,6 +54,11 @@ impl FakeSysfs {
         self.dir.path()
     }
 
+    /// Keeps the tree on disk (it is no longer removed when dropped) and returns its root.
+    pub fn keep(self) -> PathBuf {
+        self.dir.keep()
+    }
+
     /// `lspci -D -nn -vmm -k` reading this tree instead of `/sys` (pciutils' `linux-sysfs`
     /// access method with its `sysfs.path` option): the baseline the discovery tests and the
     /// benchmarks compare with. Returns the command, not yet run.
