@@ -37,6 +37,12 @@ const ARTIFACT_EXTENSION: &str = "cwasm";
 /// ([`load_precompiled`]), end so; named by their SHA-256, evicted like artifacts.
 const PRECOMPILED_EXTENSION: &str = "precompiled";
 
+/// The file keeping the engine's fingerprint ([`ArtifactCache::fingerprint`]).
+const FINGERPRINT_FILE: &str = "engine.fingerprint";
+
+/// Its format: this tag, then the SHA-256 of the engine's identity, then the fingerprint.
+const FINGERPRINT_FORMAT: &[u8] = b"pcitrack engine fingerprint 1\n";
+
 /// Temporary files (an artifact being written) start so.
 const TEMP_PREFIX: &str = ".artifact-";
 
@@ -234,6 +240,59 @@ impl ArtifactCache {
         engine.fingerprint().map(|f| f.key(wasm))
     }
 
+    /// The cache key of `wasm` compiled by `engine`, with the fingerprint from
+    /// [`ArtifactCache::fingerprint`]: what the agent and the commands use.
+    pub fn key_for(&self, engine: &PolicyEngine, wasm: &[u8]) -> Option<String> {
+        self.fingerprint(engine).map(|f| f.key(wasm))
+    }
+
+    /// `engine`'s fingerprint, kept in this directory (`engine.fingerprint`) so that a restart
+    /// finds its cached policies without building Cranelift: the fingerprint is taken by
+    /// compiling, and building the compiler left ~3 MiB of an idle agent resident (issue 14).
+    /// The file holds the fingerprint with the SHA-256 of what decides it besides the code
+    /// ([`PolicyEngine::fingerprint_identity`]: the build's precompiled defaults, the limits,
+    /// the host's CPU features); one written by another build, other limits or another CPU
+    /// is not used, and the fingerprint is taken and written again. Without an identity (an
+    /// engine with other settings, another target) it is always taken. A file that cannot be
+    /// read or written only costs the compile; nothing is returned but the fingerprint.
+    pub fn fingerprint(&self, engine: &PolicyEngine) -> Option<EngineFingerprint> {
+        if let Some(f) = engine.fingerprint_taken() {
+            return Some(f);
+        }
+        let Some(identity) = engine.fingerprint_identity() else {
+            return engine.fingerprint();
+        };
+        let identity: [u8; 32] = Sha256::digest(identity.as_bytes()).into();
+        let path = self.dir.join(FINGERPRINT_FILE);
+        if let Ok(file) = std::fs::read(&path)
+            && let Some(rest) = file.strip_prefix(FINGERPRINT_FORMAT)
+            && let Some((kept_for, fingerprint)) = rest.split_first_chunk::<32>()
+            && *kept_for == identity
+            && let Ok(fingerprint) = <[u8; 32]>::try_from(fingerprint)
+        {
+            return engine.adopt_fingerprint(EngineFingerprint(fingerprint));
+        }
+        let fingerprint = engine.fingerprint()?;
+        let mut bytes = FINGERPRINT_FORMAT.to_vec();
+        bytes.extend_from_slice(&identity);
+        bytes.extend_from_slice(fingerprint.as_bytes());
+        let written = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| {
+                tempfile::Builder::new()
+                    .prefix(TEMP_PREFIX)
+                    .tempfile_in(&self.dir)
+            })
+            .and_then(|mut tmp| {
+                tmp.write_all(&bytes)?;
+                tmp.persist(&path).map_err(|e| e.error)?;
+                Ok(())
+            });
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot keep the engine's fingerprint; the next start takes it again");
+        }
+        Some(fingerprint)
+    }
+
     /// The file the artifact with `key` is stored in.
     pub fn path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.{ARTIFACT_EXTENSION}"))
@@ -252,7 +311,7 @@ impl ArtifactCache {
         engine: &PolicyEngine,
         wasm: &[u8],
     ) -> wasmtime::Result<Compiled> {
-        let key = Self::key(engine, wasm);
+        let key = self.key_for(engine, wasm);
         match key.clone().and_then(|k| self.load_key(engine, k)) {
             Some(compiled) => Ok(compiled),
             None => self.compile_and_store(engine, wasm, key),
@@ -331,7 +390,7 @@ impl ArtifactCache {
         wasm: &[u8],
         key: Option<String>,
     ) -> wasmtime::Result<Compiled> {
-        let Some(key) = key.or_else(|| Self::key(engine, wasm)) else {
+        let Some(key) = key.or_else(|| self.key_for(engine, wasm)) else {
             return Ok(Compiled {
                 component: engine.compile(wasm)?.0,
                 source: CodeSource::Compiled,

@@ -16,8 +16,10 @@
 //! that then stayed resident. The Cranelift engine that compiles (same settings, no pooling:
 //! it never instantiates) is built on the first compile or fingerprint, and its code moves to
 //! the running engine as an artifact ([`PolicyEngine::compile`]). A policy file needs the
-//! fingerprint for its cache key, so a restart with one builds the compiler even when the
-//! file's artifact is cached (README "Memory": ~2-3 MiB more resident on that path). wasmtime's
+//! fingerprint for its cache key; the artifact cache keeps it, with what decides it
+//! ([`PolicyEngine::fingerprint_identity`]), so a restart whose files are all cached builds
+//! no compiler either (`ArtifactCache::fingerprint`; it used to leave ~3 MiB more resident).
+//! wasmtime's
 //! compatibility check of an artifact does not depend on the loading engine having a
 //! compiler (target, host CPU features, tunables, wasm features), so a mismatching artifact
 //! is still refused and compiled again.
@@ -107,8 +109,14 @@ struct Inner {
     /// The Winch engine, built on first use (not at all unless tiered or baseline): its
     /// pooling allocator reserves address space of its own.
     baseline: OnceLock<Result<Engine, String>>,
-    /// Taken on first use of the artifact cache; `None` when it could not be.
+    /// Taken on first use of the artifact cache (or read back from it, see
+    /// [`ArtifactCache::fingerprint`](crate::ArtifactCache::fingerprint)); `None` when it
+    /// could not be.
     fingerprint: OnceLock<Option<EngineFingerprint>>,
+    /// Whether the engine has the standard settings, so that its fingerprint follows from
+    /// the build, the limits and the host's CPU ([`PolicyEngine::fingerprint_identity`]); not
+    /// for [`PolicyEngine::adjusted`] ones.
+    standard: bool,
     /// The policies serving on a baseline build while a thread makes their optimised one,
     /// by artifact key: a load of the same bytes meanwhile shares their builds.
     optimizing: Mutex<HashMap<String, Weak<Builds>>>,
@@ -191,19 +199,20 @@ impl PolicyEngine {
     ///
     /// As [`PolicyEngine::new`].
     pub fn with_compilers(limits: Limits, compilers: Compilers) -> Result<Self, String> {
-        Self::build(limits, compilers, &|_| {})
+        Self::build(limits, compilers, true, &|_| {})
     }
 
     /// An engine whose compiler settings differ from the agent's by `adjust` (tests: an
     /// engine that refuses the precompiled defaults).
     #[cfg(test)]
     pub(crate) fn adjusted(limits: Limits, adjust: &dyn Fn(&mut Config)) -> Result<Self, String> {
-        Self::build(limits, Compilers::Optimized, adjust)
+        Self::build(limits, Compilers::Optimized, false, adjust)
     }
 
     fn build(
         limits: Limits,
         compilers: Compilers,
+        standard: bool,
         adjust: &dyn Fn(&mut Config),
     ) -> Result<Self, String> {
         let run_only = compilers == Compilers::Tiered;
@@ -225,6 +234,7 @@ impl PolicyEngine {
             compilers,
             baseline: OnceLock::new(),
             fingerprint: OnceLock::new(),
+            standard,
             optimizing: Mutex::default(),
         });
         Ok(Self { inner })
@@ -383,10 +393,94 @@ impl PolicyEngine {
             })
     }
 
+    /// The fingerprint if it was taken (or adopted) already; never compiles.
+    pub(crate) fn fingerprint_taken(&self) -> Option<EngineFingerprint> {
+        self.inner.fingerprint.get().copied().flatten()
+    }
+
+    /// Takes `fingerprint` as this engine's, read back from where it was kept
+    /// ([`ArtifactCache::fingerprint`](crate::ArtifactCache::fingerprint)); returns the
+    /// engine's fingerprint (the one taken meanwhile, if another thread was first).
+    pub(crate) fn adopt_fingerprint(
+        &self,
+        fingerprint: EngineFingerprint,
+    ) -> Option<EngineFingerprint> {
+        *self.inner.fingerprint.get_or_init(|| Some(fingerprint))
+    }
+
+    /// What decides this engine's fingerprint besides the code it was built from: the
+    /// embedded defaults' precompiled code (whose bytes carry wasmtime's version marker, the
+    /// target, the compiler settings, the tunables and the wasm features, everything the
+    /// fingerprint does but the host's CPU features), the limits, and the CPU features
+    /// Cranelift reads on this host. `None` for an engine with other settings
+    /// ([`PolicyEngine::adjusted`]), a build without precompiled defaults, or a target whose
+    /// features are not listed here (x86-64 only): its fingerprint is always taken by
+    /// compiling.
+    pub(crate) fn fingerprint_identity(&self) -> Option<String> {
+        let defaults: Vec<&str> = crate::EMBEDDED
+            .iter()
+            .map(|p| p.precompiled_sha256)
+            .collect();
+        if !self.inner.standard || defaults.iter().any(|d| d.is_empty()) {
+            return None;
+        }
+        Some(format!(
+            "defaults {}\nlimits {:?}\ncpu {}\n",
+            defaults.join(" "),
+            self.inner.limits,
+            cpu_features()?
+        ))
+    }
+
     /// Whether the pooling allocator is in use.
     pub fn pooling(&self) -> bool {
         self.inner.pooling
     }
+}
+
+/// The x86-64 features Cranelift's host detection reads (`cranelift-native`; each one a flag
+/// of the ISA, so part of the engine's fingerprint), as `name=0|1` words. A feature missing
+/// from the list can only make a kept fingerprint stale on a host whose CPU changed under the
+/// same state directory; wasmtime still checks every artifact against this host's CPU, and
+/// one it refuses is compiled again (`ArtifactCache`).
+#[cfg(target_arch = "x86_64")]
+fn cpu_features() -> Option<String> {
+    macro_rules! detect {
+        ($($f:tt),*) => {
+            [$(($f, std::arch::is_x86_feature_detected!($f))),*]
+        };
+    }
+    let found = detect!(
+        "sse3",
+        "ssse3",
+        "cmpxchg16b",
+        "sse4.1",
+        "sse4.2",
+        "popcnt",
+        "avx",
+        "avx2",
+        "fma",
+        "bmi1",
+        "bmi2",
+        "lzcnt",
+        "avx512f",
+        "avx512vl",
+        "avx512dq",
+        "avx512bitalg",
+        "avx512vbmi"
+    );
+    Some(
+        found
+            .iter()
+            .map(|(name, on)| format!("{name}={}", u8::from(*on)))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpu_features() -> Option<String> {
+    None
 }
 
 /// An engine with `settings` and `limits`: pooling allocation when the host can reserve it,

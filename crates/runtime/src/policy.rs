@@ -550,10 +550,7 @@ impl<'a> LazyKey<'a> {
     /// The key; `None` without a cache or when the engine has no fingerprint.
     fn get(&self) -> Option<String> {
         self.key
-            .get_or_init(|| {
-                self.cache
-                    .and_then(|_| ArtifactCache::key(self.engine, self.bytes))
-            })
+            .get_or_init(|| self.cache.and_then(|c| c.key_for(self.engine, self.bytes)))
             .clone()
     }
 }

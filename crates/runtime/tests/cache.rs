@@ -56,7 +56,9 @@ fn regression_artifact_named_by_a_default_hasher_output() {
     let policy = load(&engine, p.name, p.bytes, &cache);
     let key = policy.artifact().expect("loaded through the cache");
     assert!(is_key(key), "{key}");
-    assert_eq!(files(dir.path()), vec![format!("{key}.cwasm")]);
+    let mut expected = vec![format!("{key}.cwasm"), "engine.fingerprint".to_string()];
+    expected.sort();
+    assert_eq!(files(dir.path()), expected);
 
     // The documented formula: SHA-256(tag || engine fingerprint || wasm), where the
     // fingerprint is the SHA-256 of the engine's artifact for the empty component.
@@ -241,6 +243,8 @@ fn eviction_removes_unreferenced_artifacts_and_keeps_referenced_ones() {
         ".artifact-live01".to_string(),
         format!("{kept_key}.cwasm"),
         "NOTES".to_string(),
+        // The engine's kept fingerprint is no artifact: eviction leaves it.
+        "engine.fingerprint".to_string(),
     ];
     left.sort();
     assert_eq!(files(dir.path()), left);

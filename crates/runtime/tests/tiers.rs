@@ -302,12 +302,10 @@ fn a_tiered_engine_with_other_limits_runs_what_its_compiler_makes() {
 
 /// A restart of the agent whose policies are all cached (a landed file compiled on an
 /// earlier run) only deserializes code, as a restart on the precompiled defaults does: it
-/// must not build the Cranelift engine (~1 MB of the binary's code pages left resident,
-/// the idle-memory saving of the run-only engine). Known to fail, so ignored (run it with
-/// `--ignored`): the artifact's cache key needs the engine's fingerprint, which is taken by
-/// compiling the empty component with that compiler (README "Memory").
+/// must not build the Cranelift engine (~3 MiB of the binary's code pages left resident, the
+/// idle-memory saving of the run-only engine). The artifact's cache key needs the engine's
+/// fingerprint, which is taken by compiling; the cache keeps it (`engine.fingerprint`).
 #[test]
-#[ignore = "known gap: a cached file policy's key needs the compiler's fingerprint (README \"Memory\")"]
 fn restart_on_a_cached_policy_builds_no_compiler() {
     let dir = tempfile::tempdir().unwrap();
     let cache = ArtifactCache::new(dir.path()).with_mapped_defaults();
@@ -315,6 +313,7 @@ fn restart_on_a_cached_policy_builds_no_compiler() {
     let landed = Arc::new(load(&first, PolicyKind::Cleanup, Some(&cache)));
     wait_optimized(&landed);
     assert!(cache.path(landed.artifact().unwrap()).is_file());
+    assert!(dir.path().join("engine.fingerprint").is_file());
 
     let restarted = engine(Compilers::Tiered);
     let again = load(&restarted, PolicyKind::Cleanup, Some(&cache));
@@ -326,4 +325,66 @@ fn restart_on_a_cached_policy_builds_no_compiler() {
         !restarted.compiler_built(),
         "a restart that only loaded cached code built the Cranelift compiler"
     );
+    assert_eq!(again.artifact(), landed.artifact());
+    // The kept fingerprint is the one the compiler takes.
+    assert_eq!(
+        cache.fingerprint(&restarted),
+        engine(Compilers::Optimized).fingerprint()
+    );
+}
+
+/// A kept fingerprint is used only by the build, limits and CPU it was taken for: one kept
+/// for anything else (another binary, a file damaged or from a future format) is taken again
+/// by compiling and written over, and the policy still loads from the cache under the key
+/// the compiler gives.
+#[test]
+fn a_kept_fingerprint_for_something_else_is_taken_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::new(dir.path());
+    let first = engine(Compilers::Tiered);
+    let landed = Arc::new(load(&first, PolicyKind::Cleanup, Some(&cache)));
+    wait_optimized(&landed);
+    let kept = dir.path().join("engine.fingerprint");
+    let good = std::fs::read(&kept).unwrap();
+    let real = engine(Compilers::Optimized).fingerprint().unwrap();
+    assert!(good.ends_with(real.as_bytes()));
+
+    let mut other_build = good.clone();
+    let at = good.len() - 33; // a byte of the identity's digest
+    other_build[at] ^= 1;
+    let mut other_fingerprint = good.clone();
+    *other_fingerprint.last_mut().unwrap() ^= 1;
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("kept for another identity", other_build),
+        ("truncated", good[..good.len() - 1].to_vec()),
+        ("another format", [b"x".as_slice(), &good[1..]].concat()),
+        ("empty", Vec::new()),
+    ];
+    for (what, bytes) in cases {
+        std::fs::write(&kept, &bytes).unwrap();
+        let restarted = engine(Compilers::Tiered);
+        let again = load(&restarted, PolicyKind::Cleanup, Some(&cache));
+        assert!(restarted.compiler_built(), "{what}: the kept file was used");
+        assert_eq!(again.code_source(), CodeSource::Cache, "{what}");
+        assert_eq!(again.artifact(), landed.artifact(), "{what}");
+        assert_eq!(
+            std::fs::read(&kept).unwrap(),
+            good,
+            "{what}: not written again"
+        );
+    }
+
+    // A wrong fingerprint under the right identity (which only a bug could write) gives
+    // other keys: the policy is compiled again, never run from another engine's code.
+    std::fs::write(&kept, &other_fingerprint).unwrap();
+    let restarted = engine(Compilers::Tiered);
+    assert_ne!(cache.fingerprint(&restarted), Some(real));
+    let again = load(&restarted, PolicyKind::Cleanup, Some(&cache));
+    assert_ne!(again.artifact(), landed.artifact());
+    assert_eq!(
+        again.tier(),
+        Tier::Baseline,
+        "nothing cached under the wrong key"
+    );
+    wait_optimized(&again);
 }
