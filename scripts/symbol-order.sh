@@ -16,6 +16,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL=0
+for tool in valgrind perf nm readelf curl python3; do
+    command -v "$tool" >/dev/null || { echo "symbol-order.sh needs $tool" >&2; exit 2; }
+done
+perf record -q -e page-faults -o /dev/null true 2>/dev/null || {
+    echo "symbol-order.sh: perf cannot record page faults here (root, or kernel.perf_event_paranoid <= 1)" >&2
+    exit 2
+}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 list=host/symbol-order.txt
@@ -23,7 +30,7 @@ list=host/symbol-order.txt
 build() {
     cargo build --release --locked -q -p pcitrack --bin pcitrack
     cp target/release/pcitrack "$work/release"
-    cargo bench --locked -q -p pcitrack --bench memory --no-run 2>/dev/null
+    cargo bench --locked -q -p pcitrack --bench memory --no-run
     cp target/release/pcitrack "$work/bench"
 }
 
@@ -59,6 +66,7 @@ EOT
             pid=$!
             for _ in $(seq 600); do
                 curl -sf --unix-socket "$dir/state/pcitrack.sock" http://agent/v1/health >/dev/null && break
+                kill -0 "$pid" 2>/dev/null || break
                 sleep 0.5
             done
             if [ "$run" = restart ]; then
@@ -85,12 +93,12 @@ scripts/symbol-order.py "$list" "$work/profiled" "${sources[@]}" -- "$work/relea
 for pass in 1 2; do
     build
     cp "$work/release" "$work/faults$pass"
-    scenarios "$work/pf$pass" sh -c 'exec perf record -q -e page-faults -c 1 -d -o "$PREFIX" "$0" "$@" 2>/dev/null' \
+    scenarios "$work/pf$pass" sh -c 'exec perf record -q -e page-faults -c 1 -d -o "$PREFIX" "$0" "$@"' \
         "$work/faults$pass"
     for s in small-restart small-first big-restart big-first; do
         sources+=("perf:$work/pf$pass-$s:$work/faults$pass")
     done
     scripts/symbol-order.py "$list" "$work/profiled" "${sources[@]}" -- "$work/release" "$work/bench"
 done
-build
-echo "wrote $list; rebuilt the agent with it" >&2
+cargo build --release --locked -q -p pcitrack --bin pcitrack
+echo "wrote $list; target/release/pcitrack is linked with it (commit the list with the change it was made for)" >&2

@@ -250,9 +250,9 @@ impl ArtifactCache {
     /// finds its cached policies without building Cranelift: the fingerprint is taken by
     /// compiling, and building the compiler left ~3 MiB of an idle agent resident (issue 14).
     /// The file holds the fingerprint with the SHA-256 of what decides it besides the code
-    /// ([`PolicyEngine::fingerprint_identity`]: the build's precompiled defaults, the limits,
-    /// the host's CPU features); one written by another build, other limits or another CPU
-    /// is not used, and the fingerprint is taken and written again. Without an identity (an
+    /// ([`PolicyEngine::fingerprint_identity`]: the build's precompiled defaults and the
+    /// host's CPU features); one written by a build with other precompiled defaults, or on
+    /// another CPU, is not used, and the fingerprint is taken and written again. Without an identity (an
     /// engine with other settings, another target) it is always taken. A file that cannot be
     /// read or written only costs the compile; nothing is returned but the fingerprint.
     pub fn fingerprint(&self, engine: &PolicyEngine) -> Option<EngineFingerprint> {
@@ -331,7 +331,10 @@ impl ArtifactCache {
                 Some(body) => {
                     // SAFETY: wasmtime requires deserialized artifacts to come from a trusted
                     // source. Only this agent writes the cache (in its state directory), the
-                    // file name binds the artifact to the exact wasm bytes and engine settings,
+                    // file name binds the artifact to the exact wasm bytes and to the engine's
+                    // fingerprint (as kept in `engine.fingerprint`: an engine whose settings
+                    // it misses is caught by wasmtime's compatibility check on this very call,
+                    // which refuses the artifact, and it is compiled again),
                     // files are written whole by rename, and the SHA-256 trailer was just
                     // checked, so what is deserialized is byte for byte what this agent
                     // serialized. The bytes are read rather than mapped: a mapped file that

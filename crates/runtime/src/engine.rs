@@ -19,9 +19,8 @@
 //! fingerprint for its cache key; the artifact cache keeps it, with what decides it
 //! ([`PolicyEngine::fingerprint_identity`]), so a restart whose files are all cached builds
 //! no compiler either (`ArtifactCache::fingerprint`; it used to leave ~3 MiB more resident).
-//! wasmtime's
-//! compatibility check of an artifact does not depend on the loading engine having a
-//! compiler (target, host CPU features, tunables, wasm features), so a mismatching artifact
+//! wasmtime's compatibility check of an artifact does not depend on the loading engine having
+//! a compiler (target, host CPU features, tunables, wasm features), so a mismatching artifact
 //! is still refused and compiled again.
 
 use std::collections::HashMap;
@@ -411,8 +410,12 @@ impl PolicyEngine {
     /// What decides this engine's fingerprint besides the code it was built from: the
     /// embedded defaults' precompiled code (whose bytes carry wasmtime's version marker, the
     /// target, the compiler settings, the tunables and the wasm features, everything the
-    /// fingerprint does but the host's CPU features), the limits, and the CPU features
-    /// Cranelift reads on this host. `None` for an engine with other settings
+    /// fingerprint does but the host's CPU features) and the CPU features Cranelift reads on
+    /// this host. Not the limits: they and the pooling allocator touch no artifact's metadata
+    /// (`engine_config.rs`; `tests/tiers.rs` checks that engines with other limits have the
+    /// same fingerprint), and an agent and a command with other `[limits]` share one cache
+    /// directory. The compiler settings are all in `engine_config.rs`, none read from the
+    /// environment. `None` for an engine with other settings
     /// ([`PolicyEngine::adjusted`]), a build without precompiled defaults, or a target whose
     /// features are not listed here (x86-64 only): its fingerprint is always taken by
     /// compiling.
@@ -425,9 +428,8 @@ impl PolicyEngine {
             return None;
         }
         Some(format!(
-            "defaults {}\nlimits {:?}\ncpu {}\n",
+            "defaults {}\ncpu {}\n",
             defaults.join(" "),
-            self.inner.limits,
             cpu_features()?
         ))
     }
@@ -438,8 +440,9 @@ impl PolicyEngine {
     }
 }
 
-/// The x86-64 features Cranelift's host detection reads (`cranelift-native`; each one a flag
-/// of the ISA, so part of the engine's fingerprint), as `name=0|1` words. A feature missing
+/// The x86-64 features Cranelift's host detection reads (`cranelift-native` 0.137's
+/// `infer_native_flags`: each one a flag of the ISA, so part of the engine's fingerprint), as
+/// `name=0|1` words. A feature missing
 /// from the list can only make a kept fingerprint stale on a host whose CPU changed under the
 /// same state directory; wasmtime still checks every artifact against this host's CPU, and
 /// one it refuses is compiled again (`ArtifactCache`).
@@ -467,7 +470,9 @@ fn cpu_features() -> Option<String> {
         "avx512vl",
         "avx512dq",
         "avx512bitalg",
-        "avx512vbmi"
+        "avx512vbmi",
+        "avx512vnni",
+        "avxvnni"
     );
     Some(
         found

@@ -9,7 +9,7 @@
 //! host), the tunables and the wasm features. Only the settings below touch those; the pooling
 //! allocator and the limits do not.
 
-use wasmtime::{Config, OptLevel, RegallocAlgorithm, Strategy};
+use wasmtime::{Config, OptLevel, RegallocAlgorithm, Strategy, WasmBacktraceDetails};
 
 /// The settings every compile of a policy uses.
 pub fn compiler_config() -> Config {
@@ -20,6 +20,11 @@ pub fn compiler_config() -> Config {
     // Deep recursion must trap, not crash the agent: keep the wasm stack well inside the
     // native thread's.
     config.max_wasm_stack(512 << 10);
+    // Pinned, not read from `WASMTIME_BACKTRACE_DETAILS` (wasmtime's default): that variable
+    // changes the tunables, so a process started with it would make artifacts other engines
+    // refuse under the same cache key and fingerprint (found in review), and a build run
+    // with it would precompile defaults no agent accepts.
+    config.wasm_backtrace_details(WasmBacktraceDetails::Disable);
     config
 }
 

@@ -280,6 +280,11 @@ fn a_tiered_engine_with_other_limits_runs_what_its_compiler_makes() {
         memory_bytes: 8 << 20,
     };
     let engine = PolicyEngine::with_compilers(limits, Compilers::Tiered).unwrap();
+    // So the fingerprint the artifact cache keeps does not depend on them either.
+    assert_eq!(
+        engine.fingerprint(),
+        self::engine(Compilers::Optimized).fingerprint()
+    );
     let reference = PolicySet::new([Arc::new(load(
         &self::engine(Compilers::Optimized),
         PolicyKind::Matcher,
@@ -374,8 +379,8 @@ fn a_kept_fingerprint_for_something_else_is_taken_again() {
         );
     }
 
-    // A wrong fingerprint under the right identity (which only a bug could write) gives
-    // other keys: the policy is compiled again, never run from another engine's code.
+    // A wrong fingerprint under the right identity (a bug, or an engine whose settings the
+    // identity misses, as `WASMTIME_BACKTRACE_DETAILS` once was) gives other keys: the policy is compiled again, never run from another engine's code.
     std::fs::write(&kept, &other_fingerprint).unwrap();
     let restarted = engine(Compilers::Tiered);
     assert_ne!(cache.fingerprint(&restarted), Some(real));
