@@ -108,21 +108,27 @@ fn print_key_for_another_process() {
     }
 }
 
-#[test]
-fn the_key_is_the_same_in_another_process() {
-    // Another process has other hash-map seeds and addresses; the key must not depend on them.
+/// The key [`print_key_for_another_process`] prints in a process of its own, with `env` set.
+fn key_in_another_process(env: &[(&str, &str)]) -> String {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["print_key_for_another_process", "--exact", "--nocapture"])
         .env("PCITRACK_PRINT_CACHE_KEY", "1")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let theirs = stdout
+    stdout
         .lines()
         .find_map(|l| l.strip_prefix("KEY="))
-        .unwrap_or_else(|| panic!("no key printed: {stdout}"));
+        .unwrap_or_else(|| panic!("no key printed: {stdout}"))
+        .to_string()
+}
+
+#[test]
+fn the_key_is_the_same_in_another_process() {
+    // Another process has other hash-map seeds and addresses; the key must not depend on them.
     assert_eq!(
-        theirs,
+        key_in_another_process(&[]),
         ArtifactCache::key(&engine(), EMBEDDED[0].bytes).unwrap()
     );
 }
@@ -132,19 +138,8 @@ fn the_environment_does_not_change_the_key() {
     // wasmtime's default reads WASMTIME_BACKTRACE_DETAILS into the tunables; an agent or a
     // command started with it would make artifacts the others refuse under the same key
     // and kept fingerprint (found in review). The engine's settings pin it.
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["print_key_for_another_process", "--exact", "--nocapture"])
-        .env("PCITRACK_PRINT_CACHE_KEY", "1")
-        .env("WASMTIME_BACKTRACE_DETAILS", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let theirs = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("KEY="))
-        .unwrap_or_else(|| panic!("no key printed: {stdout}"));
     assert_eq!(
-        theirs,
+        key_in_another_process(&[("WASMTIME_BACKTRACE_DETAILS", "1")]),
         ArtifactCache::key(&engine(), EMBEDDED[0].bytes).unwrap()
     );
 }
