@@ -3,8 +3,11 @@
 # (host/build.rs; README, "Memory"). Run it after changing Cargo.lock or the toolchain, or
 # when the memory bench says few of the list's functions are in the binary.
 #
-# 1. Builds the agent twice, as `cargo build --release` and as `cargo bench` do (their crate
-#    disambiguators differ, so the list names each function in both spellings).
+# 1. Builds the agent twice, as the README's `cargo build --release` and
+#    `cargo bench --workspace` do. Their crate disambiguators differ (the profile, and the
+#    features each unifies), so the list names each function in both spellings; a build
+#    with other packages selected (`-p pcitrack`) spells some names a third way and gets
+#    only part of the order.
 # 2. Runs the release agent under callgrind through the memory bench's scenarios (a 6-device
 #    and a 4112-device host, from `fake_host`; a first start, then a restart with three
 #    `POST /v1/reconcile`), and takes every function that ran.
@@ -28,9 +31,9 @@ trap 'rm -rf "$work"' EXIT
 list=host/symbol-order.txt
 
 build() {
-    cargo build --release --locked -q -p pcitrack --bin pcitrack
+    cargo build --release --locked -q
     cp target/release/pcitrack "$work/release"
-    cargo bench --locked -q -p pcitrack --bench memory --no-run
+    cargo bench --workspace --locked -q --no-run
     cp target/release/pcitrack "$work/bench"
 }
 
@@ -100,5 +103,5 @@ for pass in 1 2; do
     done
     scripts/symbol-order.py "$list" "$work/profiled" "${sources[@]}" -- "$work/release" "$work/bench"
 done
-cargo build --release --locked -q -p pcitrack --bin pcitrack
+cargo build --release --locked -q
 echo "wrote $list; target/release/pcitrack is linked with it (commit the list with the change it was made for)" >&2
