@@ -361,8 +361,16 @@ fn a_call_runs_the_epoch_clock_only_while_in_flight() {
 #[test]
 fn misdeeds_are_stopped_alike_in_the_agents_run_only_engine() {
     let bytes = std::fs::read(HOSTILE).unwrap();
-    let agent = PolicyEngine::with_compilers(Limits::default(), Compilers::Tiered).unwrap();
-    let tool = engine();
+    // A deadline well beyond what the other misdeeds need: with the default 50 ms, growing
+    // memory to the cap could run past the deadline on a loaded CI machine (this file's tests
+    // run in parallel on 2 cores), and the two engines then stopped the same policy for two
+    // different reasons (a CI run failed so). The loop still meets the deadline.
+    let limits = Limits {
+        deadline: std::time::Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let agent = PolicyEngine::with_compilers(limits, Compilers::Tiered).unwrap();
+    let tool = PolicyEngine::new(limits).unwrap();
     for misdeed in ["loop", "memory", "panic", "unreachable", "recursion"] {
         let p = Arc::new(
             Policy::load(
