@@ -4,13 +4,15 @@
 //! Layers, each using only those below it: `cli` (arguments and presentation) → `daemon`
 //! (the agent and its API), `ops` (the operations both the API and the CLI run), `client`,
 //! `pipeline`, `policies`, `store`, `config` → the library crates. Nothing outside `cli`
-//! uses `cli`.
+//! uses `cli`. `large_pages` is the binary's allocator (`main.rs`), turned to huge pages by
+//! `cli` for the one-shot commands.
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod large_pages;
 pub mod ops;
 pub mod pipeline;
 pub mod policies;

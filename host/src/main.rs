@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use pcitrack::cli::StdoutClosed;
 
+/// glibc below 2 MiB, huge-page-advised mappings above it for the one-shot commands
+/// (`pcitrack::large_pages`).
+#[global_allocator]
+static ALLOCATOR: pcitrack::large_pages::LargePages = pcitrack::large_pages::LargePages;
+
 fn main() -> ExitCode {
     let cli = pcitrack::cli::Cli::parse();
     pcitrack::cli::init_logging(&cli);

@@ -127,6 +127,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Run(args) = cli.command {
         return run::run(args, cli.config);
     }
+    // A one-shot command may read and write hundreds of megabytes once: its large blocks are
+    // backed by huge pages, a fault per 2 MiB (the agent's are not: its footprint is kept).
+    crate::large_pages::advise_huge_pages();
     let config = load_config(cli.config.as_ref())?;
     match cli.command {
         Command::Run(_) => unreachable!("handled above"),
