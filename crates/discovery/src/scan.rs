@@ -367,7 +367,7 @@ fn read_device(
     }
     if let Some(bytes) = dir.bytes("vpd", VPD_CAP).filter(|b| !b.is_empty()) {
         match crate::vpd::parse(&bytes) {
-            Ok(vpd) => d.vpd = Some(vpd),
+            Ok(vpd) => d.vpd = Some(Box::new(vpd)),
             Err(e) => tracing::debug!(device = %address, "ignoring its VPD: {e}"),
         }
     }

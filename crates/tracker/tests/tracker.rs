@@ -732,13 +732,13 @@ fn a_full_device_record_round_trips_through_the_file() {
         phys_switch_id: None,
     }];
     d.card_serial_number = Some("MT2113X00000".into());
-    d.vpd = Some(Vpd {
+    d.vpd = Some(Box::new(Vpd {
         identifier: Some("NIC".into()),
         part_number: Some("PN1".into()),
         card_serial_number: Some("MT2113X00000".into()),
         read_only: [("V0".to_string(), "x".to_string())].into(),
         read_write: Default::default(),
-    });
+    }));
     pf[1].device.ifname = Some("ens1f0v0".into());
     pf[0].remote_managed = true;
     pf[0].decided_by = "devspec rule 2".into();

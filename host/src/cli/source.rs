@@ -290,31 +290,33 @@ fn merge_sorted(parts: Vec<Vec<Device>>) -> Vec<Device> {
 
 /// Merges `later` (sorted by address, records that came after `devices`' in the file)
 /// into `devices` (sorted by address), stably: equal addresses keep `devices`' records
-/// first. The merge fills `devices` from its end, so each record is moved once at most and
-/// no second list of the records is made: memory first touched costs more here than
-/// copying (a page fault per 4 KiB). A part following in address order is appended.
-fn merge_into(devices: &mut Vec<Device>, mut later: Vec<Device>) {
+/// first. Only the overlap is merged: `devices`' records up to `later`'s first address stay
+/// where they are, the rest of `devices` is set aside and merged with `later` onto the end.
+/// Parts of one file overlap little (a file is one host's list, or several hosts' one after
+/// another), so most records stay put and the rest are moved twice at most. A part following
+/// in address order is appended; one that comes wholly before sets all of `devices` aside,
+/// so the records are briefly held twice (as a merge into a new list would).
+fn merge_into(devices: &mut Vec<Device>, later: Vec<Device>) {
     let key = |d: &Device| packed::address_key(d.address);
-    match (devices.last(), later.first()) {
-        (Some(last), Some(first)) if key(last) > key(first) => {}
-        _ => return devices.append(&mut later),
+    let Some(first) = later.first().map(key) else {
+        return;
+    };
+    let stay = devices.partition_point(|d| key(d) <= first);
+    let set_aside = devices.split_off(stay);
+    devices.reserve(set_aside.len() + later.len());
+    let (mut mine, mut theirs) = (
+        set_aside.into_iter().peekable(),
+        later.into_iter().peekable(),
+    );
+    loop {
+        let next = match (mine.peek(), theirs.peek()) {
+            (Some(m), Some(t)) if key(m) <= key(t) => mine.next(),
+            (_, Some(_)) => theirs.next(),
+            (Some(_), None) => mine.next(),
+            (None, None) => break,
+        };
+        devices.extend(next);
     }
-    // The room at the end is filled with empty records, each replaced by a merged one.
-    let mut i = devices.len();
-    let filler = Device::new(devices[0].address, 0, 0, pcitrack_model::DevType::Pci);
-    devices.resize(i + later.len(), filler);
-    let mut k = devices.len();
-    while let Some(next) = later.last() {
-        k -= 1;
-        // `devices[..i]` and `later` are what is left to merge; `devices[k + 1..]` is done.
-        if i > 0 && key(&devices[i - 1]) > key(next) {
-            i -= 1;
-            devices.swap(i, k);
-        } else {
-            devices[k] = later.pop().expect("not empty");
-        }
-    }
-    drop_aside(later);
 }
 
 /// Drops `value` on a thread of its own: freeing a large allocation (its pages handed back
