@@ -8,8 +8,12 @@
 //! three bit tests. The bitmaps fill on demand rather than at parse time: a policy parses its
 //! configuration in every fresh instance, and evaluating a pattern on all 256 buses up front
 //! cost more than the whole batch's matching, while a host uses a few dozen buses at most.
-//! The domain has 2^32 values: its pattern is remembered for domains 0 to 15 (nearly every
-//! host) and run as a regex for others. `.*` and empty patterns are not compiled at all.
+//! The domain has 2^32 values: its pattern is remembered for domains 0 to 0xff, in a bitmap
+//! like the bus's (every domain of nearly every host: VMD's, from 0x10000, are the exception),
+//! and run as a regex for others. It was remembered for domains 0 to 15 only, and a file of
+//! several hosts' devices moved to domains of their own ran the regex for most devices
+//! (issue 14: `policy eval` on 200 000 devices over 49 domains went from 1.42 to 1.19 us per
+//! device when they were remembered). `.*` and empty patterns are not compiled at all.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,13 +34,12 @@ struct Memo {
 
 impl Clone for Memo {
     fn clone(&self) -> Self {
-        let copy = |a: &[AtomicU64; 4]| {
-            a.each_ref()
-                .map(|w| AtomicU64::new(w.load(Ordering::Relaxed)))
-        };
+        let copy = |a: &[AtomicU64; 4], order| a.each_ref().map(|w| AtomicU64::new(w.load(order)));
+        // `known` first, acquired, as `accepts` reads them: a copied known bit has its answer.
+        let known = copy(&self.known, Ordering::Acquire);
         Memo {
-            known: copy(&self.known),
-            accepted: copy(&self.accepted),
+            known,
+            accepted: copy(&self.accepted, Ordering::Relaxed),
         }
     }
 }
@@ -72,14 +75,16 @@ impl FieldPattern {
             return regex.is_match(hex_text(v, self.width, &mut [0u8; 8]));
         }
         let (word, bit) = ((v / 64) as usize, 1u64 << (v % 64));
-        if self.memo.known[word].load(Ordering::Relaxed) & bit != 0 {
+        // `accepted` is written before `known` is released, and read after `known` is
+        // acquired: a thread that sees the value known sees its answer (on any CPU).
+        if self.memo.known[word].load(Ordering::Acquire) & bit != 0 {
             return self.memo.accepted[word].load(Ordering::Relaxed) & bit != 0;
         }
         let accepted = regex.is_match(hex_text(v, self.width, &mut [0u8; 8]));
         if accepted {
             self.memo.accepted[word].fetch_or(bit, Ordering::Relaxed);
         }
-        self.memo.known[word].fetch_or(bit, Ordering::Relaxed);
+        self.memo.known[word].fetch_or(bit, Ordering::Release);
         accepted
     }
 }
@@ -88,7 +93,7 @@ impl FieldPattern {
 #[derive(Debug, Clone)]
 pub struct RegexSpec {
     patterns: [String; 4],
-    /// Remembered for domains 0 to 15; others run the regex.
+    /// Remembered for domains 0 to 0xff; others run the regex.
     domain: FieldPattern,
     bus: FieldPattern,
     /// Remembered up to the PCI limits (slots 0 to 0x1f, functions 0 to 7); a hand-built
@@ -121,7 +126,7 @@ impl RegexSpec {
         }
         let [domain, bus, slot, func] = compiled;
         Ok(RegexSpec {
-            domain: FieldPattern::new(domain, 16, 4),
+            domain: FieldPattern::new(domain, 256, 4),
             bus: FieldPattern::new(bus, 256, 2),
             slot: FieldPattern::new(slot, 32, 2),
             func: FieldPattern::new(func, 8, 1),
@@ -237,6 +242,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.single_address(), None);
+    }
+
+    #[test]
+    fn remembered_domains_answer_as_the_regex_does_asked_once_or_again() {
+        // Python's `re.match` of the pattern against `'%04x' % domain`, by hand.
+        let nova = |d: u32| {
+            let t = format!("{d:04x}");
+            t.starts_with("00") && (b'2'..=b'4').contains(&t.as_bytes()[2]) || t.starts_with("ab")
+        };
+        let r = RegexSpec::parse(&from_json(r#"{"domain": "00[2-4]|ab"}"#).unwrap()).unwrap();
+        // Remembered up to 0xff, asked of the regex from 0x100.
+        let domains = (0..0x60).chain([
+            0xfe, 0xff, 0x100, 0x101, 0x234, 0xab00, 0xabff, 0xac00, 0xffff, 0x10024, 0xab000,
+        ]);
+        for d in domains {
+            let a = PciAddress::new(d, 0x3b, 0, 0).unwrap();
+            for asked in ["first", "again"] {
+                assert_eq!(r.accepts(a), nova(d), "domain {d:#x}, asked {asked}");
+            }
+        }
     }
 
     #[test]
