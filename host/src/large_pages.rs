@@ -1,6 +1,6 @@
-//! The binary's memory allocator: glibc's `malloc` for everything below 2 MiB, and for larger
-//! blocks a private anonymous mapping of its own, created 2 MiB-aligned, that the one-shot
-//! commands advise the kernel to back with transparent huge pages (`madvise(MADV_HUGEPAGE)`).
+//! The binary's memory allocator: glibc's `malloc`, and for the one-shot commands' blocks of
+//! 2 MiB and more a private anonymous mapping of its own, created 2 MiB-aligned, that the
+//! kernel is advised to back with transparent huge pages (`madvise(MADV_HUGEPAGE)`).
 //!
 //! Why (issue 14, the `policy eval` row): a command that reads a file of 200 000 devices
 //! touches ~190 MiB of fresh memory (the file, the records, the verdicts, the output), and
@@ -12,18 +12,20 @@
 //! `defrag`'s default, `madvise`). glibc can do the same for all of its arenas
 //! (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`), but only when set before the process starts.
 //!
-//! Which blocks take this path is decided by their layout alone (2 MiB or more, aligned to a
-//! page at most), never by whether huge pages are wanted: a block is freed by the path that made it even when the advice was turned on
-//! in between. The agent (`pcitrack run`) asks for the opposite, `MADV_NOHUGEPAGE`: under
-//! THP `always` a 2 MiB-aligned block would otherwise be made resident 2 MiB at a time, and
-//! the agent's resident memory is what the README's figures measure. A block grows in place
-//! or is moved whole by the kernel (`mremap`), its pages never copied; it is copied only when
-//! it crosses 2 MiB. See the kernel's `Documentation/admin-guide/mm/transhuge.rst`.
+//! Whose large blocks are is decided once per process, by the first one made: when a
+//! one-shot command asked for huge pages before it ([`advise_huge_pages`], first thing in
+//! `cli::run`), every large block is a mapping of ours; otherwise (the agent, `pcitrack run`)
+//! every one is glibc's, as before this allocator existed: the agent's resident memory is
+//! what the README's figures measure, and glibc reuses the memory a policy compile frees
+//! where mappings of our own would be faulted in again each time. Decided once, a block is
+//! always freed by the path that made it. A block of ours grows in place or is moved whole by
+//! the kernel (`mremap`), its pages never copied; it is copied only when it crosses 2 MiB.
+//! See the kernel's `Documentation/admin-guide/mm/transhuge.rst`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::c_void;
 use std::ptr::{self, null_mut};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use rustix::mm::{self, Advice, MapFlags, MremapFlags, ProtFlags};
 
@@ -31,23 +33,71 @@ use rustix::mm::{self, Advice, MapFlags, MremapFlags, ProtFlags};
 /// are mapped here, at this alignment, in whole multiples of it.
 pub const HUGE_PAGE: usize = 2 << 20;
 
-static ADVISE: AtomicBool = AtomicBool::new(false);
+/// No large block made yet: the next one (or the advice) decides.
+const OPEN: u8 = 0;
+/// Large blocks are glibc's (the agent).
+const GLIBC: u8 = 1;
+/// Large blocks are huge-page-advised mappings of ours (the one-shot commands).
+const HUGE: u8 = 2;
 
-/// From now on, large blocks are mapped with `MADV_HUGEPAGE` (else `MADV_NOHUGEPAGE`). The
-/// one-shot commands call this first thing; the agent does not.
-pub fn advise_huge_pages() {
-    ADVISE.store(true, Ordering::Relaxed);
+/// The process's mode: the global allocator's.
+static PROCESS: AtomicU8 = AtomicU8::new(OPEN);
+
+/// Asks for huge-page-advised mappings for every large block of the process. True when
+/// granted: before any large block was made, or asked already; false when one was made
+/// first (glibc's then, as all of them stay). The one-shot commands call this first thing;
+/// the agent does not.
+pub fn advise_huge_pages() -> bool {
+    advise_in(&PROCESS)
+}
+
+fn advise_in(mode: &AtomicU8) -> bool {
+    match mode.compare_exchange(OPEN, HUGE, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => true,
+        Err(now) => now == HUGE,
+    }
 }
 
 /// The allocator (see the module's documentation): `#[global_allocator]` in `main.rs`.
-pub struct LargePages;
+pub struct LargePages {
+    mode: &'static AtomicU8,
+}
+
+impl LargePages {
+    /// The process's allocator, deciding with [`advise_huge_pages`].
+    pub const fn new() -> Self {
+        LargePages { mode: &PROCESS }
+    }
+
+    /// Whether a block of this layout is a mapping of ours. The first block of 2 MiB or
+    /// more settles the mode if nothing did (glibc's, then).
+    fn is_large(&self, size: usize, align: usize) -> bool {
+        if !fits(size, align) {
+            return false;
+        }
+        match self
+            .mode
+            .compare_exchange(OPEN, GLIBC, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => false,
+            Err(now) => now == HUGE,
+        }
+    }
+}
+
+impl Default for LargePages {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// The alignment a moved block keeps: `mremap` moves a mapping to any page boundary.
 const PAGE: usize = 4096;
 
-/// Whether a block of this layout is a mapping of its own. Alignments above a page are
-/// glibc's (`posix_memalign`): a block that `mremap` moves keeps only page alignment.
-fn is_large(size: usize, align: usize) -> bool {
+/// Whether a block of this layout may be a mapping of ours: 2 MiB or more, aligned to a page
+/// at most. Alignments above a page are glibc's (`posix_memalign`): a block that `mremap`
+/// moves keeps only page alignment.
+fn fits(size: usize, align: usize) -> bool {
     size >= HUGE_PAGE && align <= PAGE
 }
 
@@ -94,22 +144,18 @@ fn map(len: usize) -> *mut u8 {
 }
 
 fn advise(start: *mut u8, len: usize) {
-    let advice = if ADVISE.load(Ordering::Relaxed) {
-        Advice::LinuxHugepage
-    } else {
-        Advice::LinuxNoHugepage
-    };
     // SAFETY: `start..start + len` is one of our mappings. The advice is a hint: a kernel
     // without THP refuses it and the block keeps 4 KiB pages.
-    let _ = unsafe { mm::madvise(start.cast::<c_void>(), len, advice) };
+    let _ = unsafe { mm::madvise(start.cast::<c_void>(), len, Advice::LinuxHugepage) };
 }
 
-// SAFETY: blocks below `HUGE_PAGE` (or aligned beyond it) are glibc's, by the same test on
-// allocation, reallocation and release (a layout's size and alignment are the ones the block
-// was made with); larger ones are mappings of whole huge pages, each used by one block only.
+// SAFETY: a block is glibc's unless its layout `fits` and the mode, decided once for the
+// process before any such block existed, is `HUGE`: the same test on allocation,
+// reallocation and release (a layout's size and alignment are the ones the block was made
+// with) gives the same answer. Ours are mappings of whole huge pages, one per block.
 unsafe impl GlobalAlloc for LargePages {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !is_large(layout.size(), layout.align()) {
+        if !self.is_large(layout.size(), layout.align()) {
             // SAFETY: the caller's contract, passed on.
             return unsafe { System.alloc(layout) };
         }
@@ -117,7 +163,7 @@ unsafe impl GlobalAlloc for LargePages {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !is_large(layout.size(), layout.align()) {
+        if !self.is_large(layout.size(), layout.align()) {
             // SAFETY: the caller's contract, passed on.
             return unsafe { System.alloc_zeroed(layout) };
         }
@@ -126,7 +172,7 @@ unsafe impl GlobalAlloc for LargePages {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if !is_large(layout.size(), layout.align()) {
+        if !self.is_large(layout.size(), layout.align()) {
             // SAFETY: the caller's contract; the block is glibc's (see above).
             return unsafe { System.dealloc(ptr, layout) };
         }
@@ -137,8 +183,8 @@ unsafe impl GlobalAlloc for LargePages {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let (was, will) = (
-            is_large(layout.size(), layout.align()),
-            is_large(new_size, layout.align()),
+            self.is_large(layout.size(), layout.align()),
+            self.is_large(new_size, layout.align()),
         );
         if !was && !will {
             // SAFETY: the caller's contract, passed on; the block is glibc's.
@@ -177,7 +223,7 @@ unsafe impl GlobalAlloc for LargePages {
 /// advice). The block stays one mapping: a kernel before 6.17 cannot move a range that spans
 /// two (found in review: an earlier version moved the old pages into a fresh aligned mapping,
 /// which left a block of several mappings that the next move failed on). A moved block keeps
-/// page alignment (hence [`is_large`]'s bound) but may lose its 2 MiB alignment: its huge
+/// page alignment (hence [`fits`]'s bound) but may lose its 2 MiB alignment: its huge
 /// pages are then mapped 4 KiB at a time. Null when the kernel refuses; the block is then
 /// untouched and still valid.
 ///
@@ -239,9 +285,9 @@ mod tests {
     }
 
     /// The block `p` of `len` bytes is exactly one mapping of whole huge pages (nothing left
-    /// over from a shrink, no second mapping from a move), advised `flag` (`hg` or `nh`)
+    /// over from a shrink, no second mapping from a move), advised for huge pages (`hg`)
     /// where THP exists.
-    fn one_mapping(p: *const u8, len: usize, flag: &str) {
+    fn one_mapping(p: *const u8, len: usize) {
         let found = mappings(p, len);
         assert_eq!(found.len(), 1, "the block is not one mapping: {found:x?}");
         let (from, to, flags) = &found[0];
@@ -251,8 +297,8 @@ mod tests {
             "{found:x?}"
         );
         assert!(
-            !thp() || flags.split(' ').any(|f| f == flag),
-            "not {flag}: {flags}"
+            !thp() || flags.split(' ').any(|f| f == "hg"),
+            "not advised: {flags}"
         );
     }
 
@@ -276,25 +322,18 @@ mod tests {
 
     #[test]
     fn a_large_block_is_aligned_zeroed_advised_and_keeps_its_bytes_through_reallocation() {
-        let a = LargePages;
-        // Before the advice (the agent): marked against huge pages. No other test of this
-        // binary turns the advice on (only `cli::run` does, in the binary).
-        let agent = Layout::from_size_align(HUGE_PAGE, 8).unwrap();
-        // SAFETY: a valid layout; every block is released with the layout it has.
-        unsafe {
-            let p = a.alloc(agent);
-            one_mapping(p, HUGE_PAGE, "nh");
-            a.dealloc(p, agent);
-        }
-        advise_huge_pages();
+        // A mode of its own: what the global allocator's is does not matter here.
+        static MODE: AtomicU8 = AtomicU8::new(OPEN);
+        let a = LargePages { mode: &MODE };
+        assert!(advise_in(&MODE), "nothing was allocated before");
         let layout = Layout::from_size_align(3 * HUGE_PAGE + 5, 8).unwrap();
-        // SAFETY: as above.
+        // SAFETY: a valid layout; every block is released with the layout it has.
         unsafe {
             let p = a.alloc_zeroed(layout);
             assert!(!p.is_null());
             assert_eq!(p as usize % HUGE_PAGE, 0);
             check_zero(p, layout.size());
-            one_mapping(p, layout.size(), "hg");
+            one_mapping(p, layout.size());
             fill(p, layout.size(), 7);
             // Grown three times, as a `Vec` doubles: each time the bytes are kept, the part
             // past the old length reads as zeros, and the block is still one advised mapping
@@ -306,7 +345,7 @@ mod tests {
                 assert!(!q.is_null());
                 check(q, layout.size(), 7);
                 check_zero(q.add(4 * HUGE_PAGE), grown - 4 * HUGE_PAGE);
-                one_mapping(q, grown, "hg");
+                one_mapping(q, grown);
                 size = grown;
             }
             fill(q, size, 9);
@@ -317,18 +356,18 @@ mod tests {
                 let refused = a.realloc(q, Layout::from_size_align(size, 8).unwrap(), 1 << 46);
                 assert!(refused.is_null());
                 check(q, size, 9);
-                one_mapping(q, size, "hg");
+                one_mapping(q, size);
             }
             // Shrunk by a few bytes, to the same huge pages: untouched.
             let same = a.realloc(q, Layout::from_size_align(size, 8).unwrap(), size - 9);
             assert_eq!(same, q);
             let size = size - 9;
-            one_mapping(q, size, "hg");
+            one_mapping(q, size);
             // Shrunk, still large: in place.
             let r = a.realloc(q, Layout::from_size_align(size, 8).unwrap(), 2 * HUGE_PAGE);
             assert_eq!(r, q);
             check(r, 2 * HUGE_PAGE, 9);
-            one_mapping(r, 2 * HUGE_PAGE, "hg");
+            one_mapping(r, 2 * HUGE_PAGE);
             // Shrunk below the threshold: glibc's block, the bytes copied.
             let s = a.realloc(r, Layout::from_size_align(2 * HUGE_PAGE, 8).unwrap(), 4096);
             check(s, 4096, 9);
@@ -349,7 +388,9 @@ mod tests {
 
     #[test]
     fn small_and_overaligned_blocks_are_glibcs() {
-        let a = LargePages;
+        static MODE: AtomicU8 = AtomicU8::new(OPEN);
+        let a = LargePages { mode: &MODE };
+        assert!(advise_in(&MODE));
         for layout in [
             Layout::from_size_align(HUGE_PAGE - 1, 8).unwrap(),
             // Aligned beyond a page: a move by `mremap` would not keep it.
@@ -361,10 +402,44 @@ mod tests {
                 let p = a.alloc(layout);
                 assert!(!p.is_null());
                 assert_eq!(p as usize % layout.align(), 0);
+                // glibc's block: not a mapping starting at the block (its header precedes).
+                assert!(
+                    mappings(p, 1)
+                        .iter()
+                        .all(|&(from, _, _)| from != p as usize),
+                    "{layout:?} was mapped as a block of its own"
+                );
                 fill(p, layout.size(), 3);
                 check(p, layout.size(), 3);
                 a.dealloc(p, layout);
             }
         }
+    }
+
+    #[test]
+    fn a_process_whose_first_large_block_came_before_the_advice_keeps_glibcs() {
+        // The agent: nobody asks, so the first large block settles it, and a later ask is
+        // refused rather than freeing a glibc block as a mapping.
+        static MODE: AtomicU8 = AtomicU8::new(OPEN);
+        let a = LargePages { mode: &MODE };
+        let layout = Layout::from_size_align(3 * HUGE_PAGE, 8).unwrap();
+        // SAFETY: a valid layout; every block is released with the layout it has.
+        unsafe {
+            let p = a.alloc(layout);
+            assert!(!p.is_null());
+            assert_ne!(p as usize % HUGE_PAGE, 0, "glibc's block, after its header");
+            assert!(
+                !advise_in(&MODE),
+                "advice granted after a large block was made"
+            );
+            fill(p, layout.size(), 5);
+            let q = a.realloc(p, layout, 5 * HUGE_PAGE);
+            check(q, layout.size(), 5);
+            let r = a.alloc(layout);
+            assert_ne!(r as usize % HUGE_PAGE, 0);
+            a.dealloc(r, layout);
+            a.dealloc(q, Layout::from_size_align(5 * HUGE_PAGE, 8).unwrap());
+        }
+        assert_eq!(MODE.load(Ordering::Relaxed), GLIBC);
     }
 }

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use pcitrack::cli::StdoutClosed;
 
-/// glibc below 2 MiB, huge-page-advised mappings above it for the one-shot commands
+/// glibc, and huge-page-advised mappings for the one-shot commands' blocks of 2 MiB and more
 /// (`pcitrack::large_pages`).
 #[global_allocator]
-static ALLOCATOR: pcitrack::large_pages::LargePages = pcitrack::large_pages::LargePages;
+static ALLOCATOR: pcitrack::large_pages::LargePages = pcitrack::large_pages::LargePages::new();
 
 fn main() -> ExitCode {
     let cli = pcitrack::cli::Cli::parse();

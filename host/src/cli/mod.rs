@@ -128,8 +128,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return run::run(args, cli.config);
     }
     // A one-shot command may read and write hundreds of megabytes once: its large blocks are
-    // backed by huge pages, a fault per 2 MiB (the agent's are not: its footprint is kept).
-    crate::large_pages::advise_huge_pages();
+    // backed by huge pages, a fault per 2 MiB (the agent's stay glibc's: its footprint is
+    // kept). Refused only if a block of 2 MiB was made already; glibc's serve then.
+    if !crate::large_pages::advise_huge_pages() {
+        tracing::debug!("large blocks stay glibc's: one was made before the command started");
+    }
     let config = load_config(cli.config.as_ref())?;
     match cli.command {
         Command::Run(_) => unreachable!("handled above"),
