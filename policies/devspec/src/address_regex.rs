@@ -18,7 +18,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pcitrack_model::PciAddress;
-use regex::bytes::Regex;
+use regex_lite::Regex;
 
 use crate::error::SpecError;
 use crate::pyregex::compile_match;
@@ -177,14 +177,15 @@ impl RegexSpec {
 
 /// `'%0{width}x' % value` into a stack buffer (no allocation on the match path).
 #[inline]
-fn hex_text(value: u32, width: usize, buf: &mut [u8; 8]) -> &[u8] {
+fn hex_text(value: u32, width: usize, buf: &mut [u8; 8]) -> &str {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digits = (8 - value.leading_zeros() as usize / 4).max(width).max(1);
     for (i, b) in buf[..digits].iter_mut().enumerate() {
         let shift = 4 * (digits - 1 - i);
         *b = HEX[((value >> shift) & 0xf) as usize];
     }
-    &buf[..digits]
+    // Only ASCII hex digits were written.
+    std::str::from_utf8(&buf[..digits]).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -195,13 +196,13 @@ mod tests {
     #[test]
     fn hex_text_is_python_percent_x() {
         let mut b = [0u8; 8];
-        assert_eq!(hex_text(0, 4, &mut b), b"0000");
-        assert_eq!(hex_text(0xa, 4, &mut b), b"000a");
-        assert_eq!(hex_text(0x10000, 4, &mut b), b"10000");
-        assert_eq!(hex_text(0xffff_ffff, 4, &mut b), b"ffffffff");
-        assert_eq!(hex_text(0x1f, 1, &mut b), b"1f");
-        assert_eq!(hex_text(0x7, 1, &mut b), b"7");
-        assert_eq!(hex_text(0x7, 2, &mut b), b"07");
+        assert_eq!(hex_text(0, 4, &mut b), "0000");
+        assert_eq!(hex_text(0xa, 4, &mut b), "000a");
+        assert_eq!(hex_text(0x10000, 4, &mut b), "10000");
+        assert_eq!(hex_text(0xffff_ffff, 4, &mut b), "ffffffff");
+        assert_eq!(hex_text(0x1f, 1, &mut b), "1f");
+        assert_eq!(hex_text(0x7, 1, &mut b), "7");
+        assert_eq!(hex_text(0x7, 2, &mut b), "07");
     }
 
     #[test]

@@ -1,174 +1,595 @@
-//! Python `re` patterns run on Rust's `regex` crate, with `re.match` semantics.
+//! Python `re` patterns, with `re.match` semantics, run on the `regex-lite` crate.
 //!
-//! `re.match` is anchored at the start only, so a pattern `p` becomes `^(?:p)` (no `$`):
-//! `{"bus": "0"}` matches bus `0a`. The subjects are always short lower-case hex strings,
-//! so the Unicode details of `\d`, `\w`, `.` and `$` (which in Python also matches before a
-//! final newline) cannot change a result; what matters is which patterns are accepted and
-//! what the accepted ones mean. The translation below makes the two syntaxes agree on:
+//! Nova compiles each field of a regex-dict address with `re.compile` and applies it with
+//! `.match` (`nova/pci/devspec.py`, `PciAddressRegexSpec`): anchored at the start only, so
+//! `{"bus": "0"}` matches bus `0a`. The subjects are short lower-case hex strings
+//! (`'%04x'`, `'%02x'`, `'%02x'`, `'%1x'`), on which Unicode and ASCII matching agree (`\d`,
+//! `\w`, `\s`, `\b`, case folding: no non-ASCII character folds to a hex digit or letter),
+//! and which hold no newline (so `$`, `^` and `.` agree under every flag).
 //!
-//! * `\Z` (Python's end of text) becomes `\z`;
-//! * `{` that does not start a valid quantifier is a literal in Python, so it is escaped;
-//!   `{,n}` (Python: 0 to n) becomes `{0,n}`; a lone `}` is escaped;
-//! * inside a class, `[`, `&&`, `--`, `~~` are literals in Python but nested classes or
-//!   set operations in Rust, so `[`, `&`, `~` and a second `-` are escaped;
-//! * an escaped punctuation character (`\<`, `\>`, `\-`, ...) is always a literal in
-//!   Python, while Rust gives some of them meaning (`\<` is a word boundary), so it is
-//!   written as `\x{..}`;
-//! * escapes of ASCII letters that Python refuses (`\p`, `\z`, `\e`, `\h`, `\q`, ...)
-//!   are refused here too, although Rust would accept some.
+//! What must agree exactly is which patterns are accepted and what the accepted ones mean.
+//! So the pattern is not handed to the engine as written: it is parsed here by Python's
+//! grammar (CPython 3.11 `re/_parser.py`, the version Nova 34 runs on), with Python's
+//! errors, and written out again in the engine's syntax with every literal spelt `\x{..}`
+//! and every group balanced, so no Python text can mean something else to the engine (a
+//! stray `)` closing the `^(?:...)` anchor, `--` inside a class, a `#` comment). Python's
+//! rules carried over: the first `]` of a class is a literal; `{` that does not start
+//! `{m}`, `{m,}`, `{,n}`, `{m,n}` or `{,}` is a literal; a quantifier after nothing or
+//! after an anchor is "nothing to repeat", after a quantifier "multiple repeat"; global
+//! flags only at the start; verbose mode (`x`) skips whitespace and `#` comments outside
+//! classes; `\x` takes exactly two hex digits, `\u` four, `\U` eight; octal escapes; the
+//! `a` and `u` flags (no-ops on hex text) but not both, nor `L`.
 //!
-//! Refused although Python accepts them (the `regex` crate has no backtracking, so the
-//! spec is rejected at parse time, with Nova's `PciDeviceWrongAddressFormat`):
-//! backreferences (`\1`, `(?P=name)`), octal escapes (`\0`), look-around (`(?=`, `(?<=`,
-//! `(?!`), conditionals, atomic groups and possessive quantifiers, `(?#comments)`, the
-//! `a` and `L` flags, and `\N{NAME}`. Accepted by Rust but refused by Python 3.11, so
-//! accepted more liberally here: flags in the middle of a pattern, `(?<name>...)`,
-//! `\x{41}`, `a**`.
+//! Refused although Python accepts them (`PciDeviceWrongAddressFormat`), because the engine
+//! has no backtracking or they have no meaning here: backreferences (`\1`, `(?P=name)`),
+//! look-around (`(?=`, `(?!`, `(?<=`, `(?<!`), conditionals (`(?(1)`), atomic groups and
+//! possessive quantifiers, `\N{NAME}`, the `t` (template) flag, surrogate code points
+//! (`\ud800`), and patterns beyond the engine's limits (groups nested deeper than
+//! [`MAX_DEPTH`], or repeats too large for its size limit). `tests/python_re_differential.rs`
+//! compares all of this with Python's own `re`.
 
-use regex::bytes::{Regex, RegexBuilder};
+use regex_lite::{Regex, RegexBuilder};
 
-/// Compiles `pattern` with `re.match` semantics, or `None` where it must be refused.
-///
-/// The subjects are ASCII, on which Unicode and ASCII-only matching agree (`.`, `\w`, `\d`,
-/// classes, case folding), so the pattern is first compiled without Unicode support, which
-/// is several times cheaper to build (the policy re-parses its configuration for every
-/// batch). A pattern that needs Unicode mode to be valid (a non-ASCII literal) is compiled
-/// with it; validity is decided by the Unicode form, which is what Python's is closest to.
+/// Groups nested deeper than this are refused (the parser recurses once per group).
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Compiles `pattern` with `re.match` semantics, or `None` where Python refuses it or it is
+/// one of the refusals of the module documentation.
 pub(crate) fn compile_match(pattern: &str) -> Option<Regex> {
     let translated = format!("^(?:{})", translate(pattern)?);
-    let unicode_ok = || RegexBuilder::new(&translated).build().ok();
-    match RegexBuilder::new(&translated).unicode(false).build() {
-        Ok(re) if pattern.is_ascii() => Some(re),
-        _ => unicode_ok(),
-    }
+    // The engine's own nesting limit (50 by default) counts repeats and alternations as
+    // well as groups; 250 (the `regex` crate's default) leaves room for [`MAX_DEPTH`] groups.
+    RegexBuilder::new(&translated).nest_limit(250).build().ok()
 }
 
-/// Python-to-Rust syntax translation (see the module documentation).
-pub(crate) fn translate(pattern: &str) -> Option<String> {
-    let chars: Vec<char> = pattern.chars().collect();
-    let mut out = String::with_capacity(pattern.len() + 8);
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '\\' => {
-                i += 1;
-                let e = *chars.get(i)?;
-                out.push_str(&translate_escape(e)?);
-                i += 1;
-            }
-            '[' => {
-                i = translate_class(&chars, i, &mut out)?;
-            }
-            '{' => {
-                if let Some((quant, next)) = quantifier(&chars, i) {
-                    out.push_str(&quant);
-                    i = next;
-                } else {
-                    out.push_str("\\{");
-                    i += 1;
-                }
-            }
-            '}' => {
-                out.push_str("\\}");
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Some(out)
-}
-
-/// A backslash escape outside or inside a class.
-fn translate_escape(e: char) -> Option<String> {
-    match e {
-        'Z' => Some("\\z".into()),
-        // Escapes Python knows and Rust reads the same way.
-        'a' | 'b' | 'B' | 'd' | 'D' | 'f' | 'n' | 'r' | 's' | 'S' | 't' | 'v' | 'w' | 'W' | 'A'
-        | 'x' | 'u' | 'U' => Some(format!("\\{e}")),
-        // Backreferences and octal escapes: no equivalent without backtracking.
-        '0'..='9' => None,
-        // Any other ASCII letter is a "bad escape" in Python.
-        c if c.is_ascii_alphabetic() => None,
-        // Punctuation, whitespace and non-ASCII: always the literal character in Python.
-        c => Some(format!("\\x{{{:x}}}", c as u32)),
-    }
-}
-
-/// Copies the class starting at `chars[start] == '['`; returns the index after its `]`.
-fn translate_class(chars: &[char], start: usize, out: &mut String) -> Option<usize> {
-    let mut i = start + 1;
-    out.push('[');
-    if chars.get(i) == Some(&'^') {
-        out.push('^');
-        i += 1;
-    }
-    // A `]` first in a class is a literal in Python.
-    if chars.get(i) == Some(&']') {
-        out.push_str("\\]");
-        i += 1;
-    }
-    let mut prev_dash = false;
-    loop {
-        let c = *chars.get(i)?; // unterminated class: Python refuses it too
-        match c {
-            ']' => {
-                out.push(']');
-                return Some(i + 1);
-            }
-            '\\' => {
-                i += 1;
-                let e = *chars.get(i)?;
-                // `\b` is a backspace inside a Python class.
-                if e == 'b' {
-                    out.push_str("\\x{8}");
-                } else if e == 'Z' || e == 'A' || e == 'B' {
-                    return None; // "bad escape" inside a class
-                } else {
-                    out.push_str(&translate_escape(e)?);
-                }
-                prev_dash = false;
-            }
-            '[' | '&' | '~' => {
-                out.push('\\');
-                out.push(c);
-                prev_dash = false;
-            }
-            '-' if prev_dash => {
-                out.push_str("\\-");
-                prev_dash = false;
-            }
-            '-' => {
-                out.push('-');
-                prev_dash = true;
-            }
-            c => {
-                out.push(c);
-                prev_dash = false;
-            }
-        }
-        i += 1;
-    }
-}
-
-/// A Python repeat `{m}`, `{m,}`, `{,n}` or `{m,n}` at `chars[start]`, translated, with
-/// the index after it; `None` when the brace is a literal.
-fn quantifier(chars: &[char], start: usize) -> Option<(String, usize)> {
-    let close = start + chars[start..].iter().position(|&c| c == '}')?;
-    let body: String = chars[start + 1..close].iter().collect();
-    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-    let translated = match body.split_once(',') {
-        None if !body.is_empty() && digits(&body) => format!("{{{body}}}"),
-        Some((m, n)) if digits(m) && digits(n) && !(m.is_empty() && n.is_empty()) => {
-            let m = if m.is_empty() { "0" } else { m };
-            format!("{{{m},{n}}}")
-        }
-        _ => return None,
+/// The pattern in the engine's syntax, or `None` where it must be refused.
+fn translate(pattern: &str) -> Option<String> {
+    let mut p = Parser {
+        chars: pattern.chars().collect(),
+        pos: 0,
+        names: Vec::new(),
+        ascii: false,
+        unicode: false,
     };
-    Some((translated, close + 1))
+    let mut out = String::with_capacity(pattern.len() * 4 + 8);
+    p.alternation(&mut out, false, 0)?;
+    // Anything left is a `)` without its `(`: "unbalanced parenthesis".
+    (p.pos == p.chars.len()).then_some(out)
+}
+
+/// One token of Python's tokenizer: a character, or a backslash with the one after it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    Plain(char),
+    Escaped(char),
+}
+
+/// What a sequence's last item was, for the quantifier rules.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Item {
+    /// A literal, class, `.` or group: repeatable.
+    Atom,
+    /// `^`, `$`, `\A`, `\Z`, `\b`, `\B`: "nothing to repeat".
+    Anchor,
+    /// Already repeated: "multiple repeat".
+    Repeat,
+}
+
+/// A class member.
+enum Member {
+    Char(char),
+    Range(char, char),
+    /// `\d`, `\D`, `\s`, `\S`, `\w`, `\W`.
+    Category(char),
+}
+
+/// Python's inline flags (`re/_parser.py` `FLAGS`).
+const FLAGS: &str = "iLmsxatu";
+/// Verbose mode's whitespace (`WHITESPACE`).
+const WHITESPACE: &str = " \t\n\r\u{b}\u{c}";
+/// Characters that are not literals outside a class (`SPECIAL_CHARS`).
+const SPECIAL: &str = ".\\[{()*+?^$|";
+/// Python's `MAXREPEAT` on 64-bit builds: a repeat count this large is an `OverflowError`.
+const MAX_REPEAT: u64 = 4_294_967_295;
+
+struct Parser {
+    chars: Vec<char>,
+    pos: usize,
+    /// Named groups seen (a name defined twice is an error).
+    names: Vec<String>,
+    /// Global `a` and `u` flags seen (both together is an error).
+    ascii: bool,
+    unicode: bool,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    /// The next token; `Err` for a backslash at the end ("bad escape (end of pattern)").
+    fn token(&mut self) -> Result<Option<Tok>, ()> {
+        let Some(c) = self.peek() else {
+            return Ok(None);
+        };
+        self.pos += 1;
+        if c != '\\' {
+            return Ok(Some(Tok::Plain(c)));
+        }
+        let e = self.peek().ok_or(())?;
+        self.pos += 1;
+        Ok(Some(Tok::Escaped(e)))
+    }
+
+    /// The next token, `None` at the end or on a bad trailing backslash.
+    fn next(&mut self) -> Option<Tok> {
+        self.token().ok().flatten()
+    }
+
+    /// Consumes `c` if the next token is exactly the plain character `c`.
+    fn eat(&mut self, c: char) -> bool {
+        if self.peek() == Some(c) && c != '\\' {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Up to `n` characters of `set`.
+    fn take_while(&mut self, n: usize, set: fn(char) -> bool) -> String {
+        let mut s = String::new();
+        while s.len() < n && self.peek().is_some_and(set) {
+            s.push(self.chars[self.pos]);
+            self.pos += 1;
+        }
+        s
+    }
+
+    /// `a|b|...` up to a `)` or the end (`_parse_sub`). Returns whether verbose mode is on
+    /// after it (global flags at the start can turn it on).
+    fn alternation(&mut self, out: &mut String, verbose: bool, depth: usize) -> Option<bool> {
+        let mut verbose = verbose;
+        let mut first = depth == 0;
+        loop {
+            verbose = self.sequence(out, verbose, depth, first)?;
+            if !self.eat('|') {
+                return Some(verbose);
+            }
+            out.push('|');
+            first = false;
+        }
+    }
+
+    /// One branch (`_parse`): items up to `|`, `)` or the end.
+    fn sequence(
+        &mut self,
+        out: &mut String,
+        mut verbose: bool,
+        depth: usize,
+        first: bool,
+    ) -> Option<bool> {
+        let mut last: Option<Item> = None;
+        while let Some(c) = self.peek() {
+            if c == '|' || c == ')' {
+                break;
+            }
+            let tok = self.token().ok()??;
+            if let (true, Tok::Plain(c)) = (verbose, tok) {
+                if WHITESPACE.contains(c) {
+                    continue;
+                }
+                if c == '#' {
+                    // A comment runs to a newline (not an escaped one) or the end.
+                    loop {
+                        match self.token().ok()? {
+                            None | Some(Tok::Plain('\n')) => break,
+                            Some(_) => {}
+                        }
+                    }
+                    continue;
+                }
+            }
+            let c = match tok {
+                Tok::Escaped(e) => {
+                    last = Some(self.escape(e, out)?);
+                    continue;
+                }
+                Tok::Plain(c) if !SPECIAL.contains(c) => {
+                    hex_char(c, out);
+                    last = Some(Item::Atom);
+                    continue;
+                }
+                Tok::Plain(c) => c,
+            };
+            match c {
+                '[' => {
+                    self.class(out)?;
+                    last = Some(Item::Atom);
+                }
+                '.' => {
+                    out.push('.');
+                    last = Some(Item::Atom);
+                }
+                '^' | '$' => {
+                    out.push(c);
+                    last = Some(Item::Anchor);
+                }
+                '*' | '+' | '?' | '{' => {
+                    let here = self.pos;
+                    let quantifier = match c {
+                        '{' => match self.counted()? {
+                            Some(q) => q,
+                            None => {
+                                // Not a repeat: a literal `{`, and what follows is read again.
+                                self.pos = here;
+                                hex_char('{', out);
+                                last = Some(Item::Atom);
+                                continue;
+                            }
+                        },
+                        c => c.to_string(),
+                    };
+                    match last {
+                        None | Some(Item::Anchor) | Some(Item::Repeat) => return None,
+                        Some(Item::Atom) => {}
+                    }
+                    out.push_str(&quantifier);
+                    if self.eat('?') {
+                        out.push('?');
+                    } else if self.peek() == Some('+') {
+                        return None; // possessive: refused (module docs)
+                    }
+                    last = Some(Item::Repeat);
+                }
+                '(' => match self.group(out, verbose, depth, first && last.is_none())? {
+                    Group::Item => last = Some(Item::Atom),
+                    Group::Comment => {}
+                    Group::GlobalFlags { verbose: v } => verbose |= v,
+                },
+                _ => return None,
+            }
+        }
+        Some(verbose)
+    }
+
+    /// After `{`: `Some(Some(quantifier))` for a counted repeat, `Some(None)` when the brace
+    /// is a literal, `None` for an error (a count too large, max below min).
+    fn counted(&mut self) -> Option<Option<String>> {
+        if self.peek() == Some('}') {
+            return Some(None);
+        }
+        let digit = |c: char| c.is_ascii_digit();
+        let lo = self.take_while(usize::MAX, digit);
+        let hi = if self.eat(',') {
+            Some(self.take_while(usize::MAX, digit))
+        } else {
+            None
+        };
+        if !self.eat('}') {
+            return Some(None);
+        }
+        let count = |s: &str| -> Option<u64> {
+            let v = s.trim_start_matches('0');
+            (v.len() <= 10)
+                .then(|| v.parse::<u64>().unwrap_or(0))
+                .filter(|&n| n < MAX_REPEAT)
+        };
+        let min = if lo.is_empty() { 0 } else { count(&lo)? };
+        Some(Some(match hi {
+            None => format!("{{{min}}}"),
+            Some(hi) if hi.is_empty() => format!("{{{min},}}"),
+            Some(hi) => {
+                let max = count(&hi)?;
+                if max < min {
+                    return None;
+                }
+                format!("{{{min},{max}}}")
+            }
+        }))
+    }
+
+    /// A backslash escape outside a class (`_escape`).
+    fn escape(&mut self, e: char, out: &mut String) -> Option<Item> {
+        let anchor = match e {
+            'A' => "\\A",
+            'Z' => "\\z",
+            'b' => "\\b",
+            'B' => "\\B",
+            _ => "",
+        };
+        if !anchor.is_empty() {
+            out.push_str(anchor);
+            return Some(Item::Anchor);
+        }
+        let c = match e {
+            'd' | 'D' | 's' | 'S' | 'w' | 'W' => {
+                out.push('\\');
+                out.push(e);
+                return Some(Item::Atom);
+            }
+            '0' => octal(&format!("0{}", self.take_while(2, is_octal)))?,
+            '1'..='9' => {
+                // Three octal digits are a character; anything else is a group reference
+                // (refused: a backreference, or Python's "invalid group reference").
+                let d2 = self.peek().filter(|&c| is_octal(c));
+                let d3 = self
+                    .chars
+                    .get(self.pos + 1)
+                    .copied()
+                    .filter(|&c| is_octal(c));
+                match (is_octal(e), d2, d3) {
+                    (true, Some(d2), Some(d3)) => {
+                        self.pos += 2;
+                        octal(&format!("{e}{d2}{d3}"))?
+                    }
+                    _ => return None,
+                }
+            }
+            e => self.char_escape(e)?,
+        };
+        hex_char(c, out);
+        Some(Item::Atom)
+    }
+
+    /// The escapes that are one character, in or out of a class: `\a`, `\f`, `\n`, `\r`,
+    /// `\t`, `\v`, `\\`, `\xhh`, `\uhhhh`, `\Uhhhhhhhh`, and any non-letter as itself.
+    fn char_escape(&mut self, e: char) -> Option<char> {
+        let hex = |p: &mut Self, n: usize| {
+            let digits = p.take_while(n, |c| c.is_ascii_hexdigit());
+            (digits.len() == n)
+                .then(|| u32::from_str_radix(&digits, 16).ok())
+                .flatten()
+        };
+        Some(match e {
+            'a' => '\u{7}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'v' => '\u{b}',
+            // Above U+10FFFF Python refuses; a surrogate it accepts but is refused here.
+            'x' => char::from_u32(hex(self, 2)?)?,
+            'u' => char::from_u32(hex(self, 4)?)?,
+            'U' => char::from_u32(hex(self, 8)?)?,
+            // `\N{...}` is refused; other letters are "bad escape".
+            c if c.is_ascii_alphabetic() => return None,
+            c => c,
+        })
+    }
+
+    /// A class, after its `[`.
+    fn class(&mut self, out: &mut String) -> Option<()> {
+        let negate = self.eat('^');
+        let mut members: Vec<Member> = Vec::new();
+        loop {
+            let tok = self.next()?; // the end: "unterminated character set"
+            if tok == Tok::Plain(']') && !members.is_empty() {
+                break;
+            }
+            let first = self.class_member(tok)?;
+            if !self.eat('-') {
+                members.push(first);
+                continue;
+            }
+            let second = self.next()?;
+            if second == Tok::Plain(']') {
+                members.push(first);
+                members.push(Member::Char('-'));
+                break;
+            }
+            match (first, self.class_member(second)?) {
+                (Member::Char(lo), Member::Char(hi)) if lo <= hi => {
+                    members.push(Member::Range(lo, hi));
+                }
+                _ => return None, // "bad character range"
+            }
+        }
+        out.push('[');
+        if negate {
+            out.push('^');
+        }
+        for m in members {
+            match m {
+                Member::Char(c) => hex_char(c, out),
+                Member::Range(lo, hi) => {
+                    hex_char(lo, out);
+                    out.push('-');
+                    hex_char(hi, out);
+                }
+                Member::Category(c) => {
+                    out.push('\\');
+                    out.push(c);
+                }
+            }
+        }
+        out.push(']');
+        Some(())
+    }
+
+    /// One member of a class (`_class_escape` for escapes).
+    fn class_member(&mut self, tok: Tok) -> Option<Member> {
+        let c = match tok {
+            Tok::Plain(c) => c,
+            Tok::Escaped(e @ ('d' | 'D' | 's' | 'S' | 'w' | 'W')) => {
+                return Some(Member::Category(e));
+            }
+            Tok::Escaped('b') => '\u{8}',
+            Tok::Escaped(d @ '0'..='7') => octal(&format!("{d}{}", self.take_while(2, is_octal)))?,
+            Tok::Escaped('8' | '9') => return None,
+            Tok::Escaped(e) => self.char_escape(e)?,
+        };
+        Some(Member::Char(c))
+    }
+
+    /// A group, after its `(`.
+    fn group(
+        &mut self,
+        out: &mut String,
+        verbose: bool,
+        depth: usize,
+        may_set_global: bool,
+    ) -> Option<Group> {
+        let mut open = String::from("(?:");
+        let mut inner_verbose = verbose;
+        if self.eat('?') {
+            match self.next()? {
+                Tok::Plain('P') => {
+                    if !self.eat('<') {
+                        return None; // `(?P=name)`: refused; `(?Px`: "unknown extension"
+                    }
+                    let end = self.pos + self.chars[self.pos..].iter().position(|&c| c == '>')?;
+                    let name: String = self.chars[self.pos..end].iter().collect();
+                    self.pos = end + 1;
+                    if !is_identifier(&name) || self.names.contains(&name) {
+                        return None;
+                    }
+                    self.names.push(name);
+                }
+                Tok::Plain(':') => {}
+                Tok::Plain('#') => {
+                    // A comment: to the first `)` token; nothing is emitted.
+                    loop {
+                        if self.next()? == Tok::Plain(')') {
+                            return Some(Group::Comment);
+                        }
+                    }
+                }
+                Tok::Plain(c) if FLAGS.contains(c) || c == '-' => match self.flags(c)? {
+                    Flags::Global { on } => {
+                        // `t` (template mode) is refused (module docs).
+                        if !may_set_global || on.contains('t') {
+                            return None;
+                        }
+                        self.ascii |= on.contains('a');
+                        self.unicode |= on.contains('u');
+                        if self.ascii && self.unicode {
+                            return None; // "ASCII and UNICODE flags are incompatible"
+                        }
+                        let kept: String = on.chars().filter(|c| "ims".contains(*c)).collect();
+                        if !kept.is_empty() {
+                            out.push_str(&format!("(?{kept})"));
+                        }
+                        return Some(Group::GlobalFlags {
+                            verbose: on.contains('x'),
+                        });
+                    }
+                    Flags::Scoped { on, off } => {
+                        inner_verbose = (verbose || on.contains('x')) && !off.contains('x');
+                        let on: String = on.chars().filter(|c| "ims".contains(*c)).collect();
+                        let off: String = off.chars().filter(|c| "ims".contains(*c)).collect();
+                        open = match (on.is_empty(), off.is_empty()) {
+                            (true, true) => "(?:".into(),
+                            (false, true) => format!("(?{on}:"),
+                            (_, false) => format!("(?{on}-{off}:"),
+                        };
+                    }
+                },
+                // Look-around, conditionals, atomic groups: refused; anything else is
+                // Python's "unknown extension".
+                _ => return None,
+            }
+        }
+        if depth + 1 > MAX_DEPTH {
+            return None;
+        }
+        out.push_str(&open);
+        self.alternation(out, inner_verbose, depth + 1)?;
+        if !self.eat(')') {
+            return None; // "missing ), unterminated subpattern"
+        }
+        out.push(')');
+        Some(Group::Item)
+    }
+
+    /// Inline flags after `(?` and their first character (`_parse_flags`).
+    fn flags(&mut self, first: char) -> Option<Flags> {
+        let mut on = String::new();
+        let mut c = Tok::Plain(first);
+        if first != '-' {
+            loop {
+                let Tok::Plain(f) = c else { return None };
+                // `L`: "cannot use 'L' flag with a str pattern".
+                if !FLAGS.contains(f) || f == 'L' {
+                    return None;
+                }
+                if f == 'a' && on.contains('u') || f == 'u' && on.contains('a') {
+                    return None; // "flags 'a', 'u' and 'L' are incompatible"
+                }
+                on.push(f);
+                c = self.next()?;
+                if matches!(c, Tok::Plain(')' | '-' | ':')) {
+                    break;
+                }
+            }
+        }
+        if c == Tok::Plain(')') {
+            return Some(Flags::Global { on });
+        }
+        if on.contains('t') {
+            return None; // "cannot turn on global flag"
+        }
+        let mut off = String::new();
+        if c == Tok::Plain('-') {
+            c = self.next()?;
+            loop {
+                let Tok::Plain(f) = c else { return None };
+                if !FLAGS.contains(f) || "aLu".contains(f) || f == 't' {
+                    return None;
+                }
+                off.push(f);
+                c = self.next()?;
+                if c == Tok::Plain(':') {
+                    break;
+                }
+            }
+        }
+        if c != Tok::Plain(':') || on.chars().any(|f| off.contains(f)) {
+            return None;
+        }
+        Some(Flags::Scoped { on, off })
+    }
+}
+
+enum Group {
+    /// A group: an item.
+    Item,
+    /// `(?#...)`: nothing.
+    Comment,
+    /// `(?flags)` at the start.
+    GlobalFlags { verbose: bool },
+}
+
+enum Flags {
+    Global { on: String },
+    Scoped { on: String, off: String },
+}
+
+/// A literal character, spelt so that nothing in it is syntax to the engine.
+fn hex_char(c: char, out: &mut String) {
+    if c.is_ascii_alphanumeric() {
+        out.push(c);
+    } else {
+        out.push_str(&format!("\\x{{{:x}}}", c as u32));
+    }
+}
+
+fn is_octal(c: char) -> bool {
+    matches!(c, '0'..='7')
+}
+
+/// An octal escape's character; `None` above 0o377 ("octal escape value outside of range").
+fn octal(digits: &str) -> Option<char> {
+    let value = u32::from_str_radix(digits, 8).ok()?;
+    (value <= 0o377).then(|| char::from_u32(value)).flatten()
+}
+
+/// Python's `str.isidentifier` for group names, restricted to what matters: a letter or
+/// `_` (any alphabetic character), then letters, digits or `_`.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
 }
 
 #[cfg(test)]
@@ -176,7 +597,7 @@ mod tests {
     use super::*;
 
     fn m(p: &str, s: &str) -> Option<bool> {
-        compile_match(p).map(|r| r.is_match(s.as_bytes()))
+        compile_match(p).map(|r| r.is_match(s))
     }
 
     #[test]
@@ -189,6 +610,43 @@ mod tests {
         assert_eq!(m("0a$", "0a"), Some(true));
         assert_eq!(m("0\\Z", "0a"), Some(false));
         assert_eq!(m("", "ff"), Some(true));
+    }
+
+    #[test]
+    fn pythons_grammar_decides_what_is_accepted() {
+        // A `)` without its `(` may not close the anchoring group.
+        assert_eq!(m(")0", "0"), None);
+        assert_eq!(m("0)|(1", "1"), None);
+        // Verbose mode: whitespace and comments outside classes only.
+        assert_eq!(m("(?x) 0 a # comment", "0a"), Some(true));
+        assert_eq!(m("(?x)[ #]", " "), Some(true));
+        assert_eq!(m("(?x)0 # c\n*", ""), Some(true));
+        assert_eq!(m("(?x:0 a)", "0a"), Some(true));
+        // Quantifiers.
+        assert_eq!(m("0{,}1", "001"), Some(true));
+        assert_eq!(m("0{}", "0{}"), Some(true));
+        assert_eq!(m("0**", "0"), None);
+        assert_eq!(m("^*", "0"), None);
+        assert_eq!(m("\\b+", "0"), None);
+        assert_eq!(m("0{4294967295}", "0"), None);
+        // Flags: only at the start; `a` and `u` accepted, not together.
+        assert_eq!(m("(?a)0", "0"), Some(true));
+        assert_eq!(m("(?u)0", "0"), Some(true));
+        assert_eq!(m("(?au)0", "0"), None);
+        assert_eq!(m("0(?i)", "0"), None);
+        assert_eq!(m("(?-i:A)", "a"), Some(false));
+        // Classes: `--` is a range from `-` in Python; a category cannot bound a range.
+        assert_eq!(m("[a-z--b]", "0"), Some(true));
+        assert_eq!(m("[\\d-f]", "0"), None);
+        // Escapes: octal, exactly two hex digits, comments.
+        assert_eq!(m("\\060", "0"), Some(true));
+        assert_eq!(m("\\x3", "0"), None);
+        assert_eq!(m("\\x{30}", "0"), None);
+        assert_eq!(m("(?#c)0", "0"), Some(true));
+        // Nesting up to the limit.
+        let deep = |n: usize| format!("{}0{}", "(".repeat(n), ")".repeat(n));
+        assert_eq!(m(&deep(MAX_DEPTH), "0"), Some(true));
+        assert_eq!(m(&deep(MAX_DEPTH + 1), "0"), None);
     }
 
     #[test]
