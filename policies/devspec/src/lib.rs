@@ -41,13 +41,13 @@
 //!
 //! Regex-dict patterns are Python `re` patterns applied with `re.match` (anchored at the
 //! start only). pcitrack parses them by Python 3.11's grammar, with Python's errors, and
-//! runs them on the `regex-lite` crate with every literal escaped and every group balanced
+//! runs them on the `regex-lite` crate with literals escaped and every group balanced
 //! (`pyregex.rs`), so a pattern is accepted exactly when Python accepts it and matches the
 //! same addresses (`tests/python_re_differential.rs` compares 4 000 random patterns with
 //! Python's `re` on every run). Refused although Python accepts them: backreferences,
 //! look-around, conditionals, atomic groups, possessive quantifiers, `\N{...}`, the `t`
-//! flag, surrogate code points, groups nested deeper than 64, and repeats too large for
-//! the engine's 10 MiB program limit.
+//! flag, surrogate code points, non-ASCII group names, groups nested deeper than 64, and
+//! repeats too large for the engine's 10 MiB program limit.
 #![deny(missing_docs)]
 
 mod address_glob;

@@ -4,14 +4,15 @@
 //! `.match` (`nova/pci/devspec.py`, `PciAddressRegexSpec`): anchored at the start only, so
 //! `{"bus": "0"}` matches bus `0a`. The subjects are short lower-case hex strings
 //! (`'%04x'`, `'%02x'`, `'%02x'`, `'%1x'`), on which Unicode and ASCII matching agree (`\d`,
-//! `\w`, `\s`, `\b`, case folding: no non-ASCII character folds to a hex digit or letter),
+//! `\w`, `\s`, `\b`, case folding: no non-ASCII character folds to a hex digit or letter;
+//! classes under `i` carry both cases themselves, see `Parser::class`),
 //! and which hold no newline (so `$`, `^` and `.` agree under every flag).
 //!
 //! What must agree exactly is which patterns are accepted and what the accepted ones mean.
 //! So the pattern is not handed to the engine as written: it is parsed here by Python's
 //! grammar (CPython 3.11 `re/_parser.py`, the version Nova 34 runs on), with Python's
-//! errors, and written out again in the engine's syntax with every literal spelt `\x{..}`
-//! and every group balanced, so no Python text can mean something else to the engine (a
+//! errors, and written out again in the engine's syntax with every literal but ASCII
+//! letters and digits spelt `\x{..}` and every group balanced, so no Python text can mean something else to the engine (a
 //! stray `)` closing the `^(?:...)` anchor, `--` inside a class, a `#` comment). Python's
 //! rules carried over: the first `]` of a class is a literal; `{` that does not start
 //! `{m}`, `{m,}`, `{,n}`, `{m,n}` or `{,}` is a literal; a quantifier after nothing or
@@ -24,13 +25,14 @@
 //! has no backtracking or they have no meaning here: backreferences (`\1`, `(?P=name)`),
 //! look-around (`(?=`, `(?!`, `(?<=`, `(?<!`), conditionals (`(?(1)`), atomic groups and
 //! possessive quantifiers, `\N{NAME}`, the `t` (template) flag, surrogate code points
-//! (`\ud800`), and patterns beyond the engine's limits (groups nested deeper than
+//! (`\ud800`), non-ASCII group names (`(?P<é>...)`), and patterns beyond the engine's limits (groups nested deeper than
 //! [`MAX_DEPTH`], or repeats too large for its size limit). `tests/python_re_differential.rs`
 //! compares all of this with Python's own `re`.
 
 use regex_lite::{Regex, RegexBuilder};
 
-/// Groups nested deeper than this are refused (the parser recurses once per group).
+/// Groups nested deeper than this are refused (the parser takes three stack frames per group,
+/// in a guest with a small stack; the engine's own nesting limit is set to fit, below).
 pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Compiles `pattern` with `re.match` semantics, or `None` where Python refuses it or it is
@@ -52,7 +54,7 @@ fn translate(pattern: &str) -> Option<String> {
         unicode: false,
     };
     let mut out = String::with_capacity(pattern.len() * 4 + 8);
-    p.alternation(&mut out, false, 0)?;
+    p.alternation(&mut out, Mode::default(), 0)?;
     // Anything left is a `)` without its `(`: "unbalanced parenthesis".
     (p.pos == p.chars.len()).then_some(out)
 }
@@ -73,6 +75,15 @@ enum Item {
     Anchor,
     /// Already repeated: "multiple repeat".
     Repeat,
+}
+
+/// The flags that change how the rest of a pattern is read here.
+#[derive(Clone, Copy, Default)]
+struct Mode {
+    /// `x`: whitespace and `#` comments outside classes are skipped.
+    verbose: bool,
+    /// `i`: classes carry both cases of their letters (see [`Parser::class`]).
+    ignore_case: bool,
 }
 
 /// A class member.
@@ -146,15 +157,15 @@ impl Parser {
         s
     }
 
-    /// `a|b|...` up to a `)` or the end (`_parse_sub`). Returns whether verbose mode is on
-    /// after it (global flags at the start can turn it on).
-    fn alternation(&mut self, out: &mut String, verbose: bool, depth: usize) -> Option<bool> {
-        let mut verbose = verbose;
+    /// `a|b|...` up to a `)` or the end (`_parse_sub`). Returns the mode after it (global
+    /// flags at the start can turn on verbose mode and case folding).
+    fn alternation(&mut self, out: &mut String, mode: Mode, depth: usize) -> Option<Mode> {
+        let mut mode = mode;
         let mut first = depth == 0;
         loop {
-            verbose = self.sequence(out, verbose, depth, first)?;
+            mode = self.sequence(out, mode, depth, first)?;
             if !self.eat('|') {
-                return Some(verbose);
+                return Some(mode);
             }
             out.push('|');
             first = false;
@@ -165,17 +176,17 @@ impl Parser {
     fn sequence(
         &mut self,
         out: &mut String,
-        mut verbose: bool,
+        mut mode: Mode,
         depth: usize,
         first: bool,
-    ) -> Option<bool> {
+    ) -> Option<Mode> {
         let mut last: Option<Item> = None;
         while let Some(c) = self.peek() {
             if c == '|' || c == ')' {
                 break;
             }
             let tok = self.token().ok()??;
-            if let (true, Tok::Plain(c)) = (verbose, tok) {
+            if let (true, Tok::Plain(c)) = (mode.verbose, tok) {
                 if WHITESPACE.contains(c) {
                     continue;
                 }
@@ -204,7 +215,7 @@ impl Parser {
             };
             match c {
                 '[' => {
-                    self.class(out)?;
+                    self.class(out, mode.ignore_case)?;
                     last = Some(Item::Atom);
                 }
                 '.' => {
@@ -242,15 +253,18 @@ impl Parser {
                     }
                     last = Some(Item::Repeat);
                 }
-                '(' => match self.group(out, verbose, depth, first && last.is_none())? {
+                '(' => match self.group(out, mode, depth, first && last.is_none())? {
                     Group::Item => last = Some(Item::Atom),
                     Group::Comment => {}
-                    Group::GlobalFlags { verbose: v } => verbose |= v,
+                    Group::GlobalFlags(on) => {
+                        mode.verbose |= on.contains('x');
+                        mode.ignore_case |= on.contains('i');
+                    }
                 },
                 _ => return None,
             }
         }
-        Some(verbose)
+        Some(mode)
     }
 
     /// After `{`: `Some(Some(quantifier))` for a counted repeat, `Some(None)` when the brace
@@ -358,8 +372,11 @@ impl Parser {
         })
     }
 
-    /// A class, after its `[`.
-    fn class(&mut self, out: &mut String) -> Option<()> {
+    /// A class, after its `[`. Under `i`, each range's letters are written in both cases:
+    /// Python folds every member (`[0-a]` holds `b`, the lower case of `B`), while
+    /// regex-lite 0.1.9 merges the ranges first and then adds only the upper case of their
+    /// `a`-`z` part, so `(?i)[0-a]` missed `b` (found in review).
+    fn class(&mut self, out: &mut String, ignore_case: bool) -> Option<()> {
         let negate = self.eat('^');
         let mut members: Vec<Member> = Vec::new();
         loop {
@@ -384,6 +401,24 @@ impl Parser {
                 }
                 _ => return None, // "bad character range"
             }
+        }
+        if ignore_case {
+            let mut other_cases = Vec::new();
+            for m in &members {
+                let (lo, hi) = match *m {
+                    Member::Char(c) => (c, c),
+                    Member::Range(lo, hi) => (lo, hi),
+                    Member::Category(_) => continue,
+                };
+                for (from, to) in [('A', 'Z'), ('a', 'z')] {
+                    let (l, h) = (lo.max(from), hi.min(to));
+                    if l <= h {
+                        let swap = |c: char| char::from(c as u8 ^ 0x20);
+                        other_cases.push(Member::Range(swap(l), swap(h)));
+                    }
+                }
+            }
+            members.extend(other_cases);
         }
         out.push('[');
         if negate {
@@ -426,12 +461,12 @@ impl Parser {
     fn group(
         &mut self,
         out: &mut String,
-        verbose: bool,
+        mode: Mode,
         depth: usize,
         may_set_global: bool,
     ) -> Option<Group> {
         let mut open = String::from("(?:");
-        let mut inner_verbose = verbose;
+        let mut inner = mode;
         if self.eat('?') {
             match self.next()? {
                 Tok::Plain('P') => {
@@ -466,18 +501,17 @@ impl Parser {
                         if self.ascii && self.unicode {
                             return None; // "ASCII and UNICODE flags are incompatible"
                         }
-                        let kept: String = on.chars().filter(|c| "ims".contains(*c)).collect();
+                        let kept = engine_flags(&on);
                         if !kept.is_empty() {
                             out.push_str(&format!("(?{kept})"));
                         }
-                        return Some(Group::GlobalFlags {
-                            verbose: on.contains('x'),
-                        });
+                        return Some(Group::GlobalFlags(on));
                     }
                     Flags::Scoped { on, off } => {
-                        inner_verbose = (verbose || on.contains('x')) && !off.contains('x');
-                        let on: String = on.chars().filter(|c| "ims".contains(*c)).collect();
-                        let off: String = off.chars().filter(|c| "ims".contains(*c)).collect();
+                        let set = |now: bool, f: char| (now || on.contains(f)) && !off.contains(f);
+                        inner.verbose = set(mode.verbose, 'x');
+                        inner.ignore_case = set(mode.ignore_case, 'i');
+                        let (on, off) = (engine_flags(&on), engine_flags(&off));
                         open = match (on.is_empty(), off.is_empty()) {
                             (true, true) => "(?:".into(),
                             (false, true) => format!("(?{on}:"),
@@ -494,7 +528,7 @@ impl Parser {
             return None;
         }
         out.push_str(&open);
-        self.alternation(out, inner_verbose, depth + 1)?;
+        self.alternation(out, inner, depth + 1)?;
         if !self.eat(')') {
             return None; // "missing ), unterminated subpattern"
         }
@@ -557,12 +591,18 @@ enum Group {
     /// `(?#...)`: nothing.
     Comment,
     /// `(?flags)` at the start.
-    GlobalFlags { verbose: bool },
+    GlobalFlags(String),
 }
 
 enum Flags {
     Global { on: String },
     Scoped { on: String, off: String },
+}
+
+/// The flags the engine is given, each once (Python accepts `(?ii)`, regex-lite does not):
+/// `i`, `m`, `s`. Verbose mode is applied here, and `a` and `u` change nothing on hex text.
+fn engine_flags(flags: &str) -> String {
+    "ims".chars().filter(|f| flags.contains(*f)).collect()
 }
 
 /// A literal character, spelt so that nothing in it is syntax to the engine.
@@ -584,12 +624,15 @@ fn octal(digits: &str) -> Option<char> {
     (value <= 0o377).then(|| char::from_u32(value)).flatten()
 }
 
-/// Python's `str.isidentifier` for group names, restricted to what matters: a letter or
-/// `_` (any alphabetic character), then letters, digits or `_`.
+/// Python's `str.isidentifier` for an ASCII group name: a letter or `_`, then letters,
+/// digits or `_`. Non-ASCII names are refused (module docs): Python decides them by the
+/// Unicode 14 XID tables, which Rust's newer tables do not reproduce (found in review).
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
-        && chars.all(|c| c == '_' || c.is_alphanumeric())
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
@@ -643,6 +686,14 @@ mod tests {
         assert_eq!(m("\\x3", "0"), None);
         assert_eq!(m("\\x{30}", "0"), None);
         assert_eq!(m("(?#c)0", "0"), Some(true));
+        // Found in review: a flag given twice; case-insensitive ranges across the cases;
+        // group names.
+        assert_eq!(m("(?ii)0", "0"), Some(true));
+        assert_eq!(m("(?i)[0-a]", "b"), Some(true));
+        assert_eq!(m("(?i)[^A-a]", "b"), Some(false));
+        assert_eq!(m("(?i)(?-i:[A-Z])", "b"), Some(false));
+        assert_eq!(m("(?P<_n1>0)", "0"), Some(true));
+        assert_eq!(m("(?P<\u{e9}>0)", "0"), None);
         // Nesting up to the limit.
         let deep = |n: usize| format!("{}0{}", "(".repeat(n), ")".repeat(n));
         assert_eq!(m(&deep(MAX_DEPTH), "0"), Some(true));

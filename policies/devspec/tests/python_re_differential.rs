@@ -12,8 +12,9 @@
 //! The only disagreement allowed is a documented refusal (`src/pyregex.rs`): pcitrack
 //! refuses a pattern Python accepts only when it contains a construct that needs
 //! backtracking or has no meaning here (backreferences, look-around, conditionals, atomic
-//! groups, possessive quantifiers, `\N{...}`, the `t` flag, a surrogate code point) or
-//! nests groups deeper than pcitrack's limit. Nothing Python refuses is accepted.
+//! groups, possessive quantifiers, `\N{...}`, the `t` flag, a surrogate code point, a
+//! non-ASCII group name) or nests groups deeper than pcitrack's limit, or repeats past the
+//! engine's size limit. Nothing Python refuses is accepted.
 //!
 //! Python is the interpreter `PCITRACK_NOVA_PYTHON` names (Nova's own, whose `re` Nova
 //! uses); without it the test is skipped unless `PCITRACK_REQUIRE_NOVA` is set.
@@ -140,11 +141,18 @@ const TOKENS: &[&str] = &[
     "(?P<n>",
     "\\0",
     "\\1",
+    "[0-a]",
+    "[A-c]",
+    "[^F-b]",
+    "[_-b]",
 ];
 
 fn pattern() -> impl Strategy<Value = String> {
-    let flags =
-        prop::sample::select(&["", "", "", "", "(?i)", "(?x)", "(?s)", "(?m)", "(?ix)"][..]);
+    let flags = prop::sample::select(
+        &[
+            "", "", "", "", "(?i)", "(?x)", "(?s)", "(?m)", "(?ix)", "(?ii)",
+        ][..],
+    );
     let body = prop::collection::vec(prop::sample::select(TOKENS), 0..7);
     (flags, body).prop_map(|(f, b)| format!("{f}{}", b.concat()))
 }
@@ -261,50 +269,130 @@ const FIXED: &[&str] = &[
     "\\",
     "0\\",
     "(?x)#\\",
+    // Found in review: repeated flags; case-insensitive ranges across the cases (a
+    // regex-lite bug worked around); group names Python's Unicode 14 tables decide.
+    "(?ii)0",
+    "(?imi)0",
+    "(?ii:0)",
+    "(?i-ss:0)",
+    "(?i)[0-a]",
+    "(?i)[A-a]",
+    "(?i)[F-b]",
+    "(?i)[^A-a]",
+    "(?i)[FG-a]",
+    "(?i:[\\x00-a])",
+    "(?i)(?-i:[A-a])",
+    "(?i)[\\x2d-`a]",
+    "(?P<\u{5b0}>0)",
+    "(?P<a\u{301}>0)",
+    "(?P<_a1>0)",
+    "\\U0000d800",
 ];
 
-/// What a pattern's construct makes pcitrack refuse on purpose (see the module docs).
+/// What a pattern's construct makes pcitrack refuse on purpose (see the module docs). A scan
+/// of Python's tokens: escapes are pairs, classes end at a `]` that is not their first
+/// character, `(?#...)` comments hold no groups.
 fn documented_refusal(p: &str) -> bool {
     const PARTS: &[&str] = &[
-        "(?=", "(?!", "(?<=", "(?<!", "(?P=", "(?(", "(?>", "(?#", "*+", "++", "?+", "}+", "\\N",
+        "(?=", "(?!", "(?<=", "(?<!", "(?P=", "(?(", "(?>", "*+", "++", "?+", "}+", "\\N",
     ];
-    let flag_t = p.match_indices("(?").any(|(i, _)| {
-        let rest = &p[i + 2..];
-        let flags: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphabetic() || *c == '-')
-            .collect();
-        flags.contains('t')
-    });
-    let surrogate = p.match_indices("\\u").any(|(i, _)| {
-        u32::from_str_radix(p.get(i + 2..i + 6).unwrap_or(""), 16)
-            .is_ok_and(|v| (0xd800..0xe000).contains(&v))
-    });
-    let mut depth = 0usize;
-    let mut deepest = 0;
-    for c in p.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            _ => {}
+    let chars: Vec<char> = p.chars().collect();
+    let at = |k: usize| chars.get(k).copied();
+    let is_octal = |c: Option<char>| c.is_some_and(|c| ('0'..='7').contains(&c));
+    let (mut depth, mut deepest, mut copies) = (0usize, 0usize, 1u64);
+    let (mut backref, mut surrogate, mut flag_t, mut foreign_name) = (false, false, false, false);
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => {
+                let e = at(i + 1).unwrap_or(' ');
+                // `\1`-`\9` that does not start three octal digits is a group reference.
+                if ('1'..='9').contains(&e)
+                    && !(is_octal(Some(e)) && is_octal(at(i + 2)) && is_octal(at(i + 3)))
+                {
+                    backref = true;
+                }
+                i += 2;
+            }
+            '[' => {
+                // Python's class: an optional `^`, a first `]` that is a member, escapes.
+                i += 1;
+                if at(i) == Some('^') {
+                    i += 1;
+                }
+                if at(i) == Some(']') {
+                    i += 1;
+                }
+                while let Some(c) = at(i) {
+                    i += if c == '\\' { 2 } else { 1 };
+                    if c == ']' {
+                        break;
+                    }
+                }
+            }
+            '(' if p[p.char_indices().nth(i).map_or(0, |(b, _)| b)..].starts_with("(?#") => {
+                while at(i).is_some_and(|c| c != ')') {
+                    i += if at(i) == Some('\\') { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            '(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                let rest: String = chars.iter().skip(i + 1).take(40).collect();
+                if let Some(flags) = rest.strip_prefix('?') {
+                    let flags: String = flags
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphabetic() || *c == '-')
+                        .collect();
+                    flag_t |= !flags.starts_with('P') && flags.contains('t');
+                }
+                if let Some(name) = rest.strip_prefix("?P<") {
+                    foreign_name |= name.split('>').next().is_some_and(|n| !n.is_ascii());
+                }
+                i += 1;
+            }
+            ')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            '{' => {
+                // `{m}`, `{m,}`, `{,n}`, `{m,n}`: the larger count multiplies the program.
+                let body: String = chars[i + 1..].iter().take_while(|&&c| c != '}').collect();
+                if at(i + 1 + body.chars().count()) == Some('}')
+                    && body.chars().all(|c| c.is_ascii_digit() || c == ',')
+                {
+                    let n = body.split(',').filter_map(|n| n.parse::<u64>().ok()).max();
+                    copies = copies.saturating_mul(n.unwrap_or(1).max(1));
+                }
+                i += 1;
+            }
+            _ => i += 1,
         }
-        deepest = deepest.max(depth);
     }
-    let backref = p.char_indices().any(|(i, c)| {
-        c == '\\' && p[i + 1..].starts_with(|d: char| d.is_ascii_digit()) && !p[..i].ends_with('\\')
-    });
-    // Repeat counts whose product reaches 100 000 copies can pass the engine's size limit
-    // (10 MiB of program).
-    let copies = p.split('{').skip(1).fold(1u64, |n, rest| {
-        let count: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        n.saturating_mul(count.parse::<u64>().unwrap_or(1).max(1))
-    });
-    let huge_repeat = copies >= 100_000;
+    // `\uXXXX` or `\UXXXXXXXX` naming a surrogate, in a class or not.
+    let mut k = 0;
+    while k < chars.len() {
+        if chars[k] == '\\' {
+            let digits = match at(k + 1) {
+                Some('u') => 4,
+                Some('U') => 8,
+                _ => 0,
+            };
+            let code: String = chars.iter().skip(k + 2).take(digits).collect();
+            surrogate |= digits > 0
+                && u32::from_str_radix(&code, 16).is_ok_and(|v| (0xd800..0xe000).contains(&v));
+            k += 1;
+        }
+        k += 1;
+    }
+    // 100 000 copies can pass the engine's size limit (10 MiB of program).
     PARTS.iter().any(|x| p.contains(x))
-        || huge_repeat
+        || copies >= 100_000
         || flag_t
         || backref
         || surrogate
+        || foreign_name
         || deepest > 64
 }
 
